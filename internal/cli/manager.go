@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+// managerOptions are the flags of 'ocisync manager'.
+type managerOptions struct {
+	metricsAddr             string
+	probeAddr               string
+	leaderElect             bool
+	leaderElectionID        string
+	leaderElectionNamespace string
+	zap                     zap.Options
+}
+
+func (o *managerOptions) bind(fs *flag.FlagSet) {
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "0",
+		"address the Prometheus metrics endpoint binds to, served over plain HTTP (e.g. :8080); 0 turns metrics off")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081",
+		"address the /healthz and /readyz probe endpoints bind to; 0 turns them off")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false,
+		"elect a leader through a Lease so that only one of several replicas reconciles at a time")
+	fs.StringVar(&o.leaderElectionID, "leader-election-id", "manager.ocisync.io",
+		"name of the Lease used for leader election")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "",
+		"namespace of the leader election Lease; empty means the manager's own namespace when running in a cluster")
+	// --kubeconfig, with controller-runtime's usual precedence: the flag,
+	// then $KUBECONFIG, then the in-cluster config, then ~/.kube/config.
+	config.RegisterFlags(fs)
+	o.zap.BindFlags(fs)
+}
+
+// runManager runs the Kubernetes controller manager until SIGINT or
+// SIGTERM.
+func runManager(args []string, stdout, stderr io.Writer) int {
+	var opts managerOptions
+	fs := flag.NewFlagSet("ocisync manager", flag.ContinueOnError)
+	opts.bind(fs)
+	// The flag package's own error output is an error line followed by the
+	// whole flag list; print one line instead, and the list only for -h.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			managerUsage(stdout, fs)
+			return 0
+		}
+		fmt.Fprintf(stderr, "ocisync manager: %v; run 'ocisync manager -h' for the flags\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ocisync manager: unexpected argument %q; the manager takes only flags, run 'ocisync manager -h' for them\n", fs.Arg(0))
+		return 2
+	}
+
+	// Find the cluster before installing the logger: controller-runtime
+	// logs its own lines about failed config attempts, and a missing
+	// cluster should be reported as the one line below.
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: cannot find a Kubernetes cluster to connect to: %v; run it inside a cluster, or point --kubeconfig or $KUBECONFIG at a kubeconfig file\n", err)
+		return 1
+	}
+
+	opts.zap.DestWriter = stderr
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
+	setupLog := ctrl.Log.WithName("setup")
+
+	scheme, err := managerScheme()
+	if err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: %v\n", err)
+		return 1
+	}
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
+		HealthProbeBindAddress:  opts.probeAddr,
+		LeaderElection:          opts.leaderElect,
+		LeaderElectionID:        opts.leaderElectionID,
+		LeaderElectionNamespace: opts.leaderElectionNamespace,
+		// The process exits as soon as the manager stops, so handing the
+		// Lease back at once is safe and lets a new replica take over
+		// without waiting for the Lease to expire.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: cannot set up the controller manager for %s: %v\n", restConfig.Host, err)
+		return 1
+	}
+
+	if err := setupControllers(mgr); err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: cannot set up the controllers: %v\n", err)
+		return 1
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: cannot add the health check: %v\n", err)
+		return 1
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: cannot add the readiness check: %v\n", err)
+		return 1
+	}
+
+	// Not ctrl.SetupSignalHandler: it may be called only once per process,
+	// and runManager must stay callable from tests.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	setupLog.Info("starting manager", "version", Version, "apiServer", restConfig.Host,
+		"leaderElection", opts.leaderElect, "healthProbeAddress", opts.probeAddr, "metricsAddress", opts.metricsAddr)
+	if err := mgr.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: the controller manager stopped with an error: %v\n", err)
+		return 1
+	}
+	setupLog.Info("manager stopped")
+	return 0
+}
+
+// managerScheme holds every API type the manager reads or writes.
+func managerScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("cannot register the Kubernetes built-in API types: %w", err)
+	}
+	// Register the ocisync API types here once they exist
+	// (e.g. ocisyncv1alpha1.AddToScheme(s)).
+	// +kubebuilder:scaffold:scheme
+	return s, nil
+}
+
+// setupControllers registers the reconcilers with the manager. There are
+// none yet: the Artifact controller is added here with its API.
+func setupControllers(_ ctrl.Manager) error {
+	// +kubebuilder:scaffold:builder
+	return nil
+}
+
+func managerUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "Usage: ocisync manager [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Runs the Kubernetes controller manager until SIGINT or SIGTERM. It finds its")
+	fmt.Fprintln(w, "cluster through --kubeconfig, $KUBECONFIG, the in-cluster service account or")
+	fmt.Fprintln(w, "~/.kube/config, in that order.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Flags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
