@@ -3,6 +3,7 @@ package oci
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -94,8 +95,9 @@ func (v *Verifier) Read(p []byte) (int, error) {
 		return 0, v.err
 	}
 	// Never hand on more than desc.Size bytes; read one byte beyond to
-	// notice a longer stream.
-	if remaining := v.desc.Size - v.n; int64(len(p)) > remaining+1 {
+	// notice a longer stream. (Compared without remaining+1, which
+	// overflows for a descriptor size near MaxInt64.)
+	if remaining := v.desc.Size - v.n; int64(len(p))-1 > remaining {
 		p = p[:remaining+1]
 	}
 	n, err := v.rc.Read(p)
@@ -118,6 +120,11 @@ func (v *Verifier) Read(p []byte) (int, error) {
 		v.verified = true
 		v.err = io.EOF
 		return n, io.EOF
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The connection closed before the promised Content-Length: a
+		// truncated download, as much a size mismatch as a short stream.
+		v.err = fmt.Errorf("blob %s: stream broke off after %d of %d bytes (truncated download): %w: %w", v.desc.Digest, v.n, v.desc.Size, ErrSizeMismatch, err)
+		return n, v.err
 	case err != nil:
 		v.err = fmt.Errorf("reading blob %s: %w", v.desc.Digest, err)
 		return n, v.err

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -148,9 +149,20 @@ func (r *Repository) send(ctx context.Context, method, rawURL string, body io.Re
 	}
 	resp, err := r.client.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, errdef.RedactURL(rawURL), err)
+		return nil, redactURLError(err)
 	}
 	return resp, nil
+}
+
+// redactURLError strips query strings and userinfo from the URL that
+// net/http puts into its errors: upload locations and storage redirects
+// carry signatures there.
+func redactURLError(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		uerr.URL = errdef.RedactURL(uerr.URL)
+	}
+	return err
 }
 
 // responseError turns an unexpected response into an error, closing its
@@ -161,7 +173,8 @@ func responseError(resp *http.Response, notFound error) error {
 	defer drainClose(resp.Body)
 	rerr := errdef.NewResponseError(resp)
 	switch {
-	case resp.StatusCode == http.StatusNotFound && notFound != nil:
+	case resp.StatusCode == http.StatusNotFound && notFound != nil && !errors.Is(rerr, notFound):
+		// HEAD responses and terse registries carry no error code.
 		return fmt.Errorf("%w: %w", notFound, rerr)
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("%w (check the credentials for this registry)", rerr)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -137,7 +138,7 @@ func (r *Repository) finishUpload(ctx context.Context, loc *url.URL, desc ocispe
 	q.Set("digest", desc.Digest.String())
 	u := *loc
 	u.RawQuery = q.Encode()
-	body := &countingReader{r: io.LimitReader(content, desc.Size+1)}
+	body := &exactReader{r: content, remaining: desc.Size}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), body)
 	if err != nil {
 		return fmt.Errorf("uploading blob %s to %s: %w", desc.Digest, r, err)
@@ -145,15 +146,22 @@ func (r *Repository) finishUpload(ctx context.Context, loc *url.URL, desc ocispe
 	req.ContentLength = desc.Size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	if desc.Size == 0 {
+		if _, err := body.Read(nil); err != io.EOF {
+			return fmt.Errorf("uploading blob %s to %s: %w", desc.Digest, r, err)
+		}
 		req.Body = http.NoBody
 		req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 	}
 	resp, err := r.client.http.Do(req)
-	if err != nil {
-		if body.n > desc.Size {
-			return fmt.Errorf("uploading blob %s to %s: content is longer than the %d bytes declared: %w", desc.Digest, r, desc.Size, ErrSizeMismatch)
+	if ferr := body.failure(); ferr != nil {
+		// The transport does not always hand on the body's error.
+		if err == nil {
+			drainClose(resp.Body)
 		}
-		return fmt.Errorf("uploading blob %s to %s: %w", desc.Digest, r, err)
+		return fmt.Errorf("uploading blob %s to %s: %w", desc.Digest, r, ferr)
+	}
+	if err != nil {
+		return fmt.Errorf("uploading blob %s to %s: %w", desc.Digest, r, redactURLError(err))
 	}
 	if resp.StatusCode != http.StatusCreated {
 		return fmt.Errorf("uploading blob %s to %s: %w", desc.Digest, r, responseError(resp, nil))
@@ -162,15 +170,74 @@ func (r *Repository) finishUpload(ctx context.Context, loc *url.URL, desc ocispe
 	return nil
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
+// exactReader yields exactly remaining bytes of r and fails with
+// ErrSizeMismatch when r is shorter or longer. It holds back the last bytes
+// until it has seen that nothing follows them, so that the registry never
+// receives a complete body from content longer than declared (it would
+// verify and store it). The transport reads it from its own goroutine,
+// hence the lock on err.
+type exactReader struct {
+	r         io.Reader
+	remaining int64
+	n         int64
+
+	mu  sync.Mutex
+	err error
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+func (e *exactReader) Read(p []byte) (int, error) {
+	if err := e.failure(); err != nil {
+		return 0, err
+	}
+	if e.remaining == 0 {
+		return e.probeEnd(0)
+	}
+	if int64(len(p)) > e.remaining {
+		p = p[:e.remaining]
+	}
+	n, err := e.r.Read(p)
+	e.remaining -= int64(n)
+	e.n += int64(n)
+	switch {
+	case e.remaining == 0:
+		return e.probeEnd(n)
+	case err == io.EOF:
+		return n, e.fail(fmt.Errorf("content ended after %d bytes, %d fewer than declared: %w", e.n, e.remaining, ErrSizeMismatch))
+	}
 	return n, err
+}
+
+// probeEnd returns n and io.EOF if r has nothing more, and withholds the
+// n bytes with an error if it has.
+func (e *exactReader) probeEnd(n int) (int, error) {
+	var probe [1]byte
+	for {
+		m, err := e.r.Read(probe[:])
+		if m > 0 {
+			return 0, e.fail(fmt.Errorf("content is longer than the %d bytes declared: %w", e.n, ErrSizeMismatch))
+		}
+		if err == io.EOF {
+			return n, io.EOF
+		}
+		if err != nil {
+			return 0, e.fail(err)
+		}
+	}
+}
+
+func (e *exactReader) fail(err error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err == nil {
+		e.err = err
+	}
+	return e.err
+}
+
+func (e *exactReader) failure() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
 }
 
 // PushManifest uploads a manifest or index under ref (a tag, or its own

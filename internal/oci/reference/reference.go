@@ -75,8 +75,9 @@ func Parse(s string) (Reference, error) {
 	if i := strings.Index(s, "://"); i >= 0 {
 		return fail("must not include a URL scheme (%s); give host/repository[:tag][@digest], e.g. ghcr.io/org/app:1.0", quotePart(s[:i+3]))
 	}
-	if at, ok := credentialAt(s); ok {
-		return fail("'@' at offset %d is not followed by a digest (algorithm:hex); if this is user:password@host, references cannot carry credentials: configure registry credentials separately", at)
+	if _, ok := credentialAt(s); ok {
+		// No offset: the quoted input is redacted, so offsets would not match it.
+		return fail("'@' is not followed by a digest (algorithm:hex); if this is user:password@host, references cannot carry credentials: configure registry credentials separately")
 	}
 
 	// Split off @digest, then :tag (a ':' after the last '/'; earlier ones
@@ -522,6 +523,9 @@ func checkComponent(path, c string, off int) string {
 	}
 	for i := 0; i < len(c); i++ {
 		if b := c[i]; !isLowerAlnum(b) && b != '.' && b != '_' && b != '-' {
+			if b == ':' {
+				return fmt.Sprintf("repository %s: unexpected ':' at offset %d (':' may appear only before the tag, after the last '/', or before a registry port)", quotePart(path), off+i)
+			}
 			return fmt.Sprintf("repository %s: invalid character %q at offset %d (allowed: lowercase letters, digits, '.', '_', '-', and '/' between components)", quotePart(path), rune(b), off+i)
 		}
 	}
@@ -605,4 +609,6 @@ func checkDigest(s string, off int) (digest.Digest, string) {
 
 func isLowerAlnum(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') }
 func isAlnum(c byte) bool      { return isLowerAlnum(c) || (c >= 'A' && c <= 'Z') }
-func isHex(c byte) bool        { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') }
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}

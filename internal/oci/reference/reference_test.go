@@ -164,7 +164,8 @@ var invalidCases = []invalidCase{
 	{"alpine:x!y", `tag "x!y": invalid character '!' at offset 8`},
 	{"alpine:x+y", "invalid character '+'"},
 	{"example.com/app:" + strings.Repeat("t", 129), "is 129 characters long; the maximum is 128"},
-	{"alpine:3:4", "invalid character ':'"},
+	{"alpine:3:4", `repository "alpine:3": unexpected ':' at offset 6`},
+	{"ghcr.io/org:1/app", "unexpected ':' at offset 11"},
 
 	// Digests.
 	{"alpine@sha256", `digest "sha256" must have the form algorithm:hex`},
@@ -394,7 +395,7 @@ func TestValidateRepository(t *testing.T) {
 		{"a/", "must not end with '/'"},
 		{"a//b", `empty path component ("//") at offset 2`},
 		{"A", "must be lowercase"},
-		{"a:b", "invalid character ':'"},
+		{"a:b", "unexpected ':' at offset 1"},
 		{"a--_b", "invalid separator"},
 	} {
 		err := ValidateRepository(tc.repo)

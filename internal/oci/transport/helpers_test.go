@@ -119,6 +119,7 @@ func quietClient(t *testing.T, opts Options) (*http.Client, *sleepRecorder) {
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
+	t.Cleanup(c.CloseIdleConnections)
 	rec := &sleepRecorder{}
 	c.Transport.(*Retry).Sleep = rec.sleep
 	return c, rec

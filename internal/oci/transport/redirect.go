@@ -40,7 +40,10 @@ func CheckRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) == 0 {
 		return nil
 	}
-	if len(via) >= MaxRedirects {
+	// via holds the requests made so far: the original plus the redirects
+	// already followed. (net/http's default stops at len(via) >= 10, which
+	// follows only 9.)
+	if len(via) > MaxRedirects {
 		return fmt.Errorf("stopped after %d redirects (the last to %s): the server is redirecting in a loop or too deep",
 			MaxRedirects, errdef.RedactURL(req.URL.String()))
 	}

@@ -1,0 +1,222 @@
+# ocisync: Kubernetes operator and CLI for OCI artifacts.
+# Laid out like a kubebuilder go/v4 Makefile; `make help` lists the targets.
+
+# Image for docker-build and build-installer.
+IMG ?= ocisync:latest
+
+# Version stamped into the binary (ocisync version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS ?= -X github.com/ocisync/ocisync/internal/cli.Version=$(VERSION)
+
+# Extra flags for go test, e.g. make test GOTEST_FLAGS='-run TestPull -v'.
+# -race costs little on this code base (measured on 2 cores), so it is on.
+GOTEST_FLAGS ?= -race
+ifdef CI
+# CI must run every test, never report results cached from an earlier run.
+GOTEST_FLAGS += -count=1
+endif
+
+# Time each fuzz target runs for in make fuzz.
+FUZZTIME ?= 30s
+
+# Get the currently used golang install path (in GOPATH/bin, unless GOBIN is set)
+ifeq (,$(shell go env GOBIN))
+GOBIN=$(shell go env GOPATH)/bin
+else
+GOBIN=$(shell go env GOBIN)
+endif
+
+# Setting SHELL to bash allows bash commands to be executed by recipes.
+# Options are set to exit when a recipe line exits non-zero or a piped command fails.
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+CONTAINER_TOOL ?= docker
+KUBECTL ?= kubectl
+
+.PHONY: all
+all: build
+
+##@ General
+
+# The help target prints out all targets with their descriptions organized
+# beneath their categories. The categories are represented by '##@' and the
+# target descriptions by '##'.
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate ClusterRole and CustomResourceDefinition objects into config/.
+	"$(CONTROLLER_GEN)" rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods for the API types.
+	"$(CONTROLLER_GEN)" object paths="./..."
+
+.PHONY: fmt
+fmt: ## Run go fmt against code.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet against code.
+	go vet ./...
+
+.PHONY: check
+check: vet ## Fail if any Go file is not gofmt-formatted, then run go vet.
+	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt would change these files (run make fmt):"; echo "$$unformatted"; exit 1; \
+	fi
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint.
+	"$(GOLANGCI_LINT)" run
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
+	"$(GOLANGCI_LINT)" run --fix
+
+# Environment the tests find their binaries in; the names are read by
+# test/registry, test/manager and controller-runtime's envtest.
+TEST_ENV = KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" \
+	OCISYNC_TEST_REGISTRY="$(REGISTRY)" \
+	OCISYNC_TEST_ORAS="$(ORAS)" \
+	OCISYNC_TEST_BIN="$(LOCALBIN)/ocisync"
+
+.PHONY: test
+test: check test-tools build ## Check formatting and vet, build the test tools once, then run every test (what CI runs).
+	$(TEST_ENV) go test $(GOTEST_FLAGS) ./...
+
+.PHONY: test-unit
+test-unit: ## Run only the tests under internal/ (no tools needed).
+	go test $(GOTEST_FLAGS) ./internal/...
+
+.PHONY: bench
+bench: test-tools build ## Run the benchmarks (no tests).
+	$(TEST_ENV) go test -run '^$$' -bench . ./...
+
+.PHONY: fuzz
+fuzz: test-tools build ## Run each Go fuzz target for FUZZTIME (default 30s).
+	@set -e; found=0; \
+	for pkg in $$(go list ./...); do \
+		targets=$$($(TEST_ENV) go test -list '^Fuzz' "$$pkg" | grep '^Fuzz' || true); \
+		for target in $$targets; do \
+			found=1; \
+			echo "fuzzing $$pkg $$target for $(FUZZTIME)"; \
+			$(TEST_ENV) go test -run '^$$' -fuzz "^$$target\$$" -fuzztime "$(FUZZTIME)" "$$pkg"; \
+		done; \
+	done; \
+	if [ $$found = 0 ]; then echo "no fuzz targets found"; fi
+
+##@ Build
+
+.PHONY: build
+build: ## Build the ocisync binary into bin/ocisync.
+	go build -ldflags "$(LDFLAGS)" -o "$(LOCALBIN)/ocisync" .
+
+.PHONY: run
+run: build ## Run the controller manager against the cluster of $KUBECONFIG or ~/.kube/config (flags in RUN_ARGS).
+	"$(LOCALBIN)/ocisync" manager $(RUN_ARGS)
+
+# If you wish to build the manager image targeting other platforms you can use the --platform flag.
+# (i.e. docker build --platform linux/arm64). However, you must enable docker buildKit for it.
+# More info: https://docs.docker.com/develop/develop-images/build_enhancements/
+.PHONY: docker-build
+docker-build: ## Build the container image with the manager.
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the container image with the manager.
+	$(CONTAINER_TOOL) push $(IMG)
+
+.PHONY: build-installer
+build-installer: ## Write dist/install.yaml: CRDs, RBAC and the manager Deployment, with image IMG.
+	KUBECTL="$(KUBECTL)" hack/build-installer.sh "$(IMG)" dist/install.yaml
+
+##@ Deployment
+
+ifndef ignore-not-found
+  ignore-not-found = false
+endif
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of ~/.kube/config.
+	$(KUBECTL) kustomize config/crd | $(KUBECTL) apply -f -
+
+.PHONY: uninstall
+uninstall: manifests ## Remove the CRDs from the cluster. ignore-not-found=true ignores missing resources.
+	$(KUBECTL) kustomize config/crd | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
+
+.PHONY: deploy
+deploy: manifests build-installer ## Deploy the manager (image IMG) to the cluster of ~/.kube/config.
+	$(KUBECTL) apply -f dist/install.yaml
+
+.PHONY: undeploy
+undeploy: ## Remove the manager from the cluster. ignore-not-found=true ignores missing resources.
+	$(KUBECTL) kustomize config/default | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
+
+##@ Dependencies
+
+## Location to install dependencies to
+LOCALBIN ?= $(shell pwd)/bin
+$(LOCALBIN):
+	mkdir -p "$(LOCALBIN)"
+
+## Tool versions. Each binary lives in a folder named after its version, so
+## changing a version here rebuilds just that tool (see hack/tools.sh).
+# etcd: the minor release kubernetes $(KUBERNETES_VERSION) is tested with (its build/dependencies.yaml).
+ETCD_VERSION ?= v3.7.3
+KUBERNETES_VERSION ?= v1.37.2
+REGISTRY_VERSION ?= v3.1.2
+ORAS_VERSION ?= v1.3.6
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+
+## Tool binaries
+ETCD ?= $(LOCALBIN)/tools/etcd-$(ETCD_VERSION)/etcd
+KUBE_APISERVER ?= $(LOCALBIN)/tools/kube-apiserver-$(KUBERNETES_VERSION)/kube-apiserver
+REGISTRY ?= $(LOCALBIN)/tools/registry-$(REGISTRY_VERSION)/registry
+ORAS ?= $(LOCALBIN)/tools/oras-$(ORAS_VERSION)/oras
+CONTROLLER_GEN ?= $(LOCALBIN)/tools/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
+GOLANGCI_LINT ?= $(LOCALBIN)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+# etcd and kube-apiserver side by side, as controller-runtime's envtest
+# expects them in KUBEBUILDER_ASSETS.
+ENVTEST_ASSETS ?= $(LOCALBIN)/k8s/$(KUBERNETES_VERSION)-etcd-$(ETCD_VERSION)
+
+.PHONY: tools
+tools: test-tools controller-gen golangci-lint ## Build every tool into bin/ (each only once per version).
+
+.PHONY: test-tools
+test-tools: envtest registry oras ## Build the tools make test needs: etcd, kube-apiserver, registry, oras.
+
+.PHONY: envtest
+envtest: $(ENVTEST_ASSETS)/etcd $(ENVTEST_ASSETS)/kube-apiserver ## Build etcd and kube-apiserver into the KUBEBUILDER_ASSETS folder.
+$(ENVTEST_ASSETS)/etcd: $(ETCD)
+	mkdir -p "$(@D)" && ln -sf "$<" "$@"
+$(ENVTEST_ASSETS)/kube-apiserver: $(KUBE_APISERVER)
+	mkdir -p "$(@D)" && ln -sf "$<" "$@"
+
+.PHONY: registry
+registry: $(REGISTRY) ## Build the CNCF Distribution registry.
+.PHONY: oras
+oras: $(ORAS) ## Build the ORAS CLI.
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Build controller-gen.
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint.
+
+$(ETCD):
+	hack/tools.sh etcd "$(ETCD_VERSION)" "$@"
+$(KUBE_APISERVER):
+	hack/tools.sh kube-apiserver "$(KUBERNETES_VERSION)" "$@"
+$(REGISTRY):
+	hack/tools.sh registry "$(REGISTRY_VERSION)" "$@"
+$(ORAS):
+	hack/tools.sh oras "$(ORAS_VERSION)" "$@"
+$(CONTROLLER_GEN):
+	hack/tools.sh controller-gen "$(CONTROLLER_TOOLS_VERSION)" "$@"
+$(GOLANGCI_LINT):
+	hack/tools.sh golangci-lint "$(GOLANGCI_LINT_VERSION)" "$@"
