@@ -65,8 +65,9 @@ vet: ## Run go vet against code.
 	go vet ./...
 
 .PHONY: check
-check: vet ## Fail if any Go file is not gofmt-formatted, then run go vet.
-	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+check: vet ## Run go vet, then fail if any Go file is not gofmt-formatted.
+	@files=$$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'); \
+	unformatted=$$(for f in $$files; do [ ! -f "$$f" ] || echo "$$f"; done | xargs -r gofmt -l); \
 	if [ -n "$$unformatted" ]; then \
 		echo "gofmt would change these files (run make fmt):"; echo "$$unformatted"; exit 1; \
 	fi

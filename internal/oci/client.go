@@ -176,6 +176,9 @@ func responseError(resp *http.Response, notFound error) error {
 	case resp.StatusCode == http.StatusNotFound && notFound != nil && !errors.Is(rerr, notFound):
 		// HEAD responses and terse registries carry no error code.
 		return fmt.Errorf("%w: %w", notFound, rerr)
+	case resp.StatusCode == http.StatusUnauthorized && insufficientScope(resp.Header):
+		// Authenticated, but the token does not grant what was asked.
+		return fmt.Errorf("%w: %w (the credentials lack permission for this operation on this repository)", ErrDenied, rerr)
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("%w (check the credentials for this registry)", rerr)
 	case resp.StatusCode == http.StatusForbidden:
@@ -184,6 +187,23 @@ func responseError(resp *http.Response, notFound error) error {
 		return fmt.Errorf("%w (the registry is rate limiting; try again later)", rerr)
 	}
 	return rerr
+}
+
+// insufficientScope reports whether a Bearer challenge says the token
+// lacked scope (RFC 6750 error="insufficient_scope").
+func insufficientScope(h http.Header) bool {
+	for _, v := range h.Values("WWW-Authenticate") {
+		challenges, err := auth.ParseChallenges(v)
+		if err != nil {
+			continue
+		}
+		for _, c := range challenges {
+			if c.Scheme == "bearer" && c.Params["error"] == "insufficient_scope" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // drainClose reads a little of a body before closing it so the connection

@@ -26,6 +26,12 @@ func (r *Repository) Resolve(ctx context.Context, ref string) (ocispec.Descripto
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	if resp.StatusCode == http.StatusMethodNotAllowed || resp.StatusCode == http.StatusNotImplemented {
+		// Some registries serve manifests only to GET.
+		drainClose(resp.Body)
+		desc, _, err := r.fetchManifest(ctx, ref)
+		return desc, err
+	}
 	if resp.StatusCode != http.StatusOK {
 		return ocispec.Descriptor{}, r.manifestError(resp, ref)
 	}

@@ -37,6 +37,35 @@ func TestResolve(t *testing.T) {
 			wantHEADs: 1, wantGETs: 1,
 		},
 		{
+			name: "HEAD not allowed falls back to GET",
+			ref:  "v1",
+			setup: func(f *fakeRegistry) {
+				f.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+					if r.Method != http.MethodHead {
+						return false
+					}
+					w.WriteHeader(http.StatusMethodNotAllowed)
+					return true
+				})
+			},
+			wantHEADs: 1, wantGETs: 1,
+		},
+		{
+			name: "no digest header at all: sha256 of the GET body",
+			ref:  "v1",
+			setup: func(f *fakeRegistry) {
+				f.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+					w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+					w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+					if r.Method == http.MethodGet {
+						_, _ = w.Write(body)
+					}
+					return true
+				})
+			},
+			wantHEADs: 1, wantGETs: 1,
+		},
+		{
 			name: "HEAD with generic content type falls back to GET",
 			ref:  "v1",
 			setup: func(f *fakeRegistry) {

@@ -126,7 +126,13 @@ func describeFile(f File, tmp string, i int) (ocispec.Descriptor, string, error)
 			mt = ocispec.MediaTypeImageLayerGzip
 		}
 		blobPath = filepath.Join(tmp, fmt.Sprintf("dir-%d.tar.gz", i))
-		tarDigest, err := packDirectory(f.Path, title, blobPath)
+		// Walking a symlink does not descend into it: pack the folder it
+		// names, under the name given.
+		real, err := filepath.EvalSymlinks(f.Path)
+		if err != nil {
+			return ocispec.Descriptor{}, "", fmt.Errorf("reading %s: %w", f.Path, err)
+		}
+		tarDigest, err := packDirectory(real, title, blobPath)
 		if err != nil {
 			return ocispec.Descriptor{}, "", fmt.Errorf("packing %s: %w", f.Path, err)
 		}

@@ -104,7 +104,9 @@ func SelectLayers(m *Manifest, mediaType string) ([]ocispec.Descriptor, error) {
 // the folder it is written to, and returns it in local form.
 func ValidateTitle(title string) (string, error) {
 	local := filepath.FromSlash(title)
-	if title == "" || !filepath.IsLocal(local) || strings.ContainsRune(title, 0) {
+	// "." (or "a/..") is local but names the output folder itself, which
+	// a layer must not replace.
+	if title == "" || !filepath.IsLocal(local) || filepath.Clean(local) == "." || strings.ContainsRune(title, 0) {
 		return "", fmt.Errorf("layer title %q is not a relative path inside the output folder; refusing to write it", title)
 	}
 	return filepath.Clean(local), nil

@@ -161,7 +161,7 @@ func TestPullToDir(t *testing.T) {
 		name      string
 		layers    []layer
 		opts      PullOptions
-		existing  bool                 // DIR exists with content beforehand
+		existing  bool                  // DIR exists with content beforehand
 		tamper    func(f *fakeRegistry) // after pushing
 		wantFiles []string
 		want      map[string]string // entries expected in DIR (beyond keep checks)
@@ -179,13 +179,13 @@ func TestPullToDir(t *testing.T) {
 			layers:    []layer{plain("a.txt", a), plain("b.txt", b)},
 			existing:  true,
 			wantFiles: []string{"a.txt", "b.txt"},
-			want:      map[string]string{"a.txt": "-rw-r--r-- content of a", "b.txt": "-rw-r--r-- content of b", "keep.txt": "-rw-r--r-- keep me", "old/x": "-rw-r--r-- old x"},
+			want:      map[string]string{".": "dir", "a.txt": "-rw-r--r-- content of a", "b.txt": "-rw-r--r-- content of b", "keep.txt": "-rw-r--r-- keep me", "old": "dir", "old/x": "-rw-r--r-- old x"},
 		},
 		{
 			name:      "nested title",
 			layers:    []layer{plain("sub/dir/a.txt", a)},
 			wantFiles: []string{"sub/dir/a.txt"},
-			want:      map[string]string{"sub/dir/a.txt": "-rw-r--r-- content of a"},
+			want:      map[string]string{".": "dir", "sub": "dir", "sub/dir": "dir", "sub/dir/a.txt": "-rw-r--r-- content of a"},
 		},
 		{
 			name:      "media type filter",
@@ -211,6 +211,8 @@ func TestPullToDir(t *testing.T) {
 		{name: "title with inner ..", layers: []layer{plain("x/../../evil.txt", b)}, existing: true, errHas: "evil.txt"},
 		{name: "absolute title", layers: []layer{plain("/tmp/evil.txt", b)}, existing: true, errHas: "/tmp/evil.txt"},
 		{name: "title .", layers: []layer{plain(".", b)}, existing: true, errHas: "not a relative path"},
+		{name: "title a/..", layers: []layer{plain("a/..", b)}, existing: true, errHas: "not a relative path"},
+		{name: "directory layer titled .", layers: []layer{{dirLayer(".", mustTarGz(t, tarEntry{name: "./f", typ: tar.TypeReg, body: "x"}), ""), mustTarGz(t, tarEntry{name: "./f", typ: tar.TypeReg, body: "x"})}}, existing: true, errHas: "not a relative path"},
 		{
 			name:     "second blob tampered",
 			layers:   []layer{plain("a.txt", a), plain("b.txt", b)},
@@ -243,15 +245,15 @@ func TestPullToDir(t *testing.T) {
 			layers:    []layer{plain("a.txt", a), {dirLayer("tree", goodDirGz, goodDirTar), goodDirGz}},
 			wantFiles: []string{"a.txt", "tree"},
 			want: map[string]string{
-				"a.txt":           "-rw-r--r-- content of a",
-				"tree":            "dir",
-				"tree/sub":        "dir",
-				"tree/sub/f.txt":  "-rw-r--r-- in sub",
-				"tree/run.sh":     "-rwxr-xr-x #!/bin/sh\n",
-				"tree/link":       "link -> sub/f.txt",
-				"tree/hard":       "-rw-r--r-- in sub",
-				"tree/dot.txt":    "-rw-r--r-- dot",
-				".":               "dir",
+				"a.txt":          "-rw-r--r-- content of a",
+				"tree":           "dir",
+				"tree/sub":       "dir",
+				"tree/sub/f.txt": "-rw-r--r-- in sub",
+				"tree/run.sh":    "-rwxr-xr-x #!/bin/sh\n",
+				"tree/link":      "link -> sub/f.txt",
+				"tree/hard":      "-rw-r--r-- in sub",
+				"tree/dot.txt":   "-rw-r--r-- dot",
+				".":              "dir",
 			},
 		},
 		{
@@ -259,7 +261,7 @@ func TestPullToDir(t *testing.T) {
 			layers:    []layer{{dirLayer("old", mustTarGz(t, tarEntry{name: "old/new", typ: tar.TypeReg, body: "new"}), ""), mustTarGz(t, tarEntry{name: "old/new", typ: tar.TypeReg, body: "new"})}},
 			existing:  true,
 			wantFiles: []string{"old"},
-			want:      map[string]string{"old": "dir", "old/new": "-rw-r--r-- new", "keep.txt": "-rw-r--r-- keep me", "a.txt": "-rw-r--r-- old a"},
+			want:      map[string]string{".": "dir", "old": "dir", "old/new": "-rw-r--r-- new", "keep.txt": "-rw-r--r-- keep me", "a.txt": "-rw-r--r-- old a"},
 		},
 	}
 	for _, tt := range tests {
@@ -338,18 +340,21 @@ func mustTarGz(t *testing.T, entries ...tarEntry) []byte {
 // existing DIR and checks refusals leave DIR and its surroundings alone.
 func TestUnpackSafety(t *testing.T) {
 	reg := func(name, body string) tarEntry { return tarEntry{name: name, typ: tar.TypeReg, body: body} }
-	link := func(name, target string) tarEntry { return tarEntry{name: name, typ: tar.TypeSymlink, linkname: target} }
+	link := func(name, target string) tarEntry {
+		return tarEntry{name: name, typ: tar.TypeSymlink, linkname: target}
+	}
 	hard := func(name, target string) tarEntry { return tarEntry{name: name, typ: tar.TypeLink, linkname: target} }
 	dir := func(name string) tarEntry { return tarEntry{name: name, typ: tar.TypeDir} }
 
 	tests := []struct {
-		name      string
-		entries   []tarEntry
-		badDigest bool
-		maxUnpack int64
-		wantErr   error
-		errHas    string
-		ok        bool // extraction must succeed
+		name       string
+		entries    []tarEntry
+		badDigest  bool
+		maxUnpack  int64
+		maxEntries int
+		wantErr    error
+		errHas     string
+		ok         bool // extraction must succeed
 	}{
 		{name: "well formed", entries: []tarEntry{dir("d/"), reg("d/f", "x"), link("d/l", "f"), link("d/up", "sub/../f")}, ok: true},
 		{name: "entry outside the prefix", entries: []tarEntry{dir("d/"), reg("other/f", "x")}, errHas: "outside the directory"},
@@ -362,7 +367,10 @@ func TestUnpackSafety(t *testing.T) {
 		{name: "escaping symlink from a subfolder", entries: []tarEntry{dir("d/s/"), link("d/s/l", "../../x")}, errHas: "outside"},
 		{name: "symlink escaping through another symlink", entries: []tarEntry{link("d/self", "."), link("d/l", "self/..")}, errHas: "outside"},
 		{name: "symlink escaping through a later symlink", entries: []tarEntry{link("d/l", "self/.."), link("d/self", ".")}, errHas: "outside"},
-		{name: "symlink escaping through a symlink chain", entries: []tarEntry{dir("d/a/"), link("d/a/s", "."), link("d/s", "a/s"), link("d/l", "s/../..")}, errHas: "outside"},
+		{name: "symlink escaping through a symlink in a subfolder", entries: []tarEntry{dir("d/a/"), link("d/a/up", ".."), link("d/l", "a/up/..")}, errHas: "outside"},
+		{name: "symlink escaping through a symlink chain", entries: []tarEntry{dir("d/a/"), link("d/a/up", ".."), link("d/s", "a/up"), link("d/l", "s/..")}, errHas: "outside"},
+		{name: "symlink loop", entries: []tarEntry{link("d/x", "y"), link("d/y", "x")}, errHas: "loop"},
+		{name: "symlinks through symlinks that stay inside", entries: []tarEntry{dir("d/a/b/"), link("d/a/up", ".."), link("d/s", "a/up"), link("d/l", "s/a/b"), link("d/dangling", "nowhere/x")}, ok: true},
 		{name: "root entry is a symlink", entries: []tarEntry{link("d", "."), reg("d/f", "x")}, errHas: "d"},
 		{name: "root entry is a file", entries: []tarEntry{reg("d", "x")}, errHas: "d"},
 		{name: "entry below a symlink", entries: []tarEntry{dir("d/real/"), link("d/l", "real"), reg("d/l/f", "x")}, errHas: "below the symbolic link"},
@@ -373,10 +381,16 @@ func TestUnpackSafety(t *testing.T) {
 		{name: "hard link to a missing file", entries: []tarEntry{hard("d/h", "d/nope")}, errHas: "not a file extracted before"},
 		{name: "content digest mismatch", entries: []tarEntry{reg("d/f", "x")}, badDigest: true, wantErr: ErrDigestMismatch},
 		{name: "unpacked size over the limit", entries: []tarEntry{reg("d/f", "12345"), reg("d/g", "67890")}, maxUnpack: 9, wantErr: ErrTooLarge},
+		{name: "too many entries", entries: []tarEntry{dir("d/"), reg("d/a", ""), reg("d/b", ""), reg("d/c", "")}, maxEntries: 3, wantErr: ErrTooLarge},
+		{name: "entries at the limit", entries: []tarEntry{dir("d/"), reg("d/a", ""), reg("d/b", "")}, maxEntries: 3, ok: true},
 		{name: "unpacked size at the limit", entries: []tarEntry{reg("d/f", "12345"), reg("d/g", "67890")}, maxUnpack: 10, ok: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.maxEntries > 0 {
+				defer func(n int) { maxUnpackEntries = n }(maxUnpackEntries)
+				maxUnpackEntries = tt.maxEntries
+			}
 			f := newFakeRegistry(t)
 			gz, tarDigest := tarGz(t, tt.entries...)
 			if tt.badDigest {
@@ -498,6 +512,7 @@ func TestValidateTitle(t *testing.T) {
 		{"dir/a.txt", filepath.FromSlash("dir/a.txt"), true},
 		{"dir/./a.txt", filepath.FromSlash("dir/a.txt"), true},
 		{"a/../b", "b", true},
+		{"a/..", "", false},
 		{"", "", false},
 		{".", "", false},
 		{"..", "", false},

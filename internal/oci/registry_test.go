@@ -42,13 +42,12 @@ type fakeRegistry struct {
 	requests  []fakeRequest
 
 	// Knobs, set before the client runs.
-	user, pass     string // when set, every request needs this Basic credential
-	tagPageSize    int    // paginate tags/list with Link headers
-	locationQuery  string // appended to upload Locations, e.g. "?_state=x"
-	refuseMount    bool   // answer mounts with 202 and an upload session
-	noHeadDigest   bool   // HEAD on manifests leaves out Docker-Content-Digest
-	intercept      func(w http.ResponseWriter, r *http.Request) bool
-	manifestLimits int64 // PUT manifest bodies over this are refused (0: 4 MiB)
+	user, pass    string // when set, every request needs this Basic credential
+	tagPageSize   int    // paginate tags/list with Link headers
+	locationQuery string // appended to upload Locations, e.g. "?_state=x"
+	refuseMount   bool   // answer mounts with 202 and an upload session
+	noHeadDigest  bool   // HEAD on manifests leaves out Docker-Content-Digest
+	intercept     func(w http.ResponseWriter, r *http.Request) bool
 }
 
 type fakeManifest struct {
@@ -244,10 +243,7 @@ func (f *fakeRegistry) serveManifest(w http.ResponseWriter, r *http.Request, rep
 			_, _ = w.Write(m.data)
 		}
 	case http.MethodPut:
-		limit := f.manifestLimits
-		if limit == 0 {
-			limit = 4 << 20
-		}
+		const limit = 4 << 20
 		data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 		if err != nil || int64(len(data)) > limit {
 			writeRegistryError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", "manifest too large")

@@ -14,6 +14,10 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// maxUnpackEntries bounds the entries of one directory layer: an archive
+// of millions of empty files would exhaust inodes within any byte limit.
+var maxUnpackEntries = 100000
+
 // unpackDirectory extracts the tar+gzip at blobPath, a directory layer
 // titled name, into dest. ORAS writes its entries as name/..., so every
 // entry must be name or below it; anything that would land outside dest —
@@ -49,15 +53,25 @@ func unpackDirectory(blobPath, dest, name, tarDigest string, limit int64) error 
 		return err
 	}
 	tr := tar.NewReader(stream)
-	for {
+	for entries := 0; ; entries++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if entries == maxUnpackEntries {
+			return fmt.Errorf("the directory has more than %d entries: %w", maxUnpackEntries, ErrTooLarge)
 		}
 		if err != nil {
 			return fmt.Errorf("reading tar: %w", err)
 		}
 		if err := u.extract(hdr, tr); err != nil {
+			return err
+		}
+	}
+	// Each link was checked lexically when made, but a target that goes
+	// through another link (made before or after it) can still lead out.
+	for rel := range u.links {
+		if err := u.resolveInside(rel); err != nil {
 			return err
 		}
 	}
@@ -113,6 +127,11 @@ func (u *unpacker) extract(hdr *tar.Header, r io.Reader) error {
 	}
 	if err := u.checkParents(rel); err != nil {
 		return err
+	}
+	if rel == "." && hdr.Typeflag != tar.TypeDir {
+		// A link or file in place of the folder itself would make the
+		// paths below it lead elsewhere.
+		return fmt.Errorf("tar entry %q is the directory %q itself but is not a folder; refusing to extract it", hdr.Name, u.prefix)
 	}
 	target := filepath.Join(u.dest, filepath.FromSlash(rel))
 	mode := os.FileMode(0o644)
@@ -175,4 +194,52 @@ func (u *unpacker) extract(hdr *tar.Header, r io.Reader) error {
 		// Devices, fifos and the like have no place in an artifact.
 		return nil
 	}
+}
+
+// maxLinkHops bounds how many symbolic links resolveInside follows, so a
+// loop of links ends.
+const maxLinkHops = 255
+
+// resolveInside follows rel (a slash path relative to dest) through the
+// symbolic links on disk, as the kernel would, and fails if any step leads
+// out of dest or the links loop. A missing component ends the lookup there:
+// nothing below a missing path can lead anywhere.
+func (u *unpacker) resolveInside(rel string) error {
+	var at []string // resolved components below dest
+	pending := strings.Split(rel, "/")
+	for hops := 0; len(pending) > 0; {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(at) == 0 {
+				return fmt.Errorf("the symbolic link %q leads outside the directory through other links; refusing to extract it", rel)
+			}
+			at = at[:len(at)-1]
+			continue
+		}
+		p := filepath.Join(u.dest, filepath.Join(at...), c)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			at = append(at, c)
+			continue
+		}
+		if hops++; hops > maxLinkHops {
+			return fmt.Errorf("the symbolic link %q is part of a loop of links; refusing to extract it", rel)
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		if path.IsAbs(target) {
+			return fmt.Errorf("the symbolic link %q leads to an absolute path through other links; refusing to extract it", rel)
+		}
+		pending = append(strings.Split(target, "/"), pending...)
+	}
+	return nil
 }

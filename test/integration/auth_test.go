@@ -17,6 +17,7 @@ func secrets() []string {
 	return []string{
 		writer.Password, reader.Password, wrongPasswordValue,
 		tokenReg.Tokens.RefreshToken(writer.Name), tokenReg.Tokens.RefreshToken(reader.Name),
+		tokenReg.Tokens.RefreshToken(robot.Name),
 	}
 }
 
@@ -55,8 +56,8 @@ func TestOcisyncAuth(t *testing.T) {
 		{"token: no credentials", tokenReg, noConfig, false, refused},
 		{"token: wrong password", tokenReg, wrongPassword, false, unauthorized},
 		{"token: read-only user pulls", tokenReg, reader.Name, false, nil},
-		{"token: read-only user pulls with identity token", tokenReg, readerIdentityToken, false, nil},
-		{"token: read-only user cannot push", tokenReg, reader.Name, true, []string{"denied", "unauthorized"}},
+		{"token: read-only user pulls with identity token", tokenReg, identityToken + reader.Name, false, nil},
+		{"token: read-only user cannot push", tokenReg, reader.Name, true, []string{"denied"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +77,9 @@ func TestOcisyncAuth(t *testing.T) {
 				res = ocisyncPull(t, oc, tt.reg, cfg, nil, seeds[tt.reg].ref, out)
 			}
 			assertOneLineErrorOrSuccess(t, res, tt.wantErr, secrets()...)
+			if user, ok := strings.CutPrefix(tt.who, identityToken); ok {
+				assertRefreshGrant(t, tt.reg, user)
+			}
 			switch {
 			case tt.wantErr != nil && !tt.push:
 				assertTree(t, "folder beside the failed pull", parent, tree{})

@@ -268,17 +268,17 @@ func assertNoSecrets(t *testing.T, res registrytest.Result, secrets ...string) {
 	for _, s := range secrets {
 		if s != "" && (strings.Contains(res.Stderr, s) || strings.Contains(res.Stdout, s)) {
 			// Don't print the secret itself, nor the output holding it.
-			t.Errorf("ocisync %v: output reveals a credential (%d chars, starting %q)", res.Args, len(s), s[:2])
+			t.Errorf("ocisync %v: output reveals a credential (%d chars)", res.Args, len(s))
 		}
 	}
 }
 
 // Special values of dockerConfig's who.
 const (
-	anonymous           = "(anonymous)"      // a config without credentials
-	wrongPassword       = "(wrong password)" // the writer with a wrong password
-	readerIdentityToken = "(reader identity token)"
-	wrongPasswordValue  = "Wr0ng-pa55-Integration"
+	anonymous          = "(anonymous)"      // a config without credentials
+	wrongPassword      = "(wrong password)" // the writer with a wrong password
+	identityToken      = "(identity token)" // prefix of "(identity token)user"
+	wrongPasswordValue = "Wr0ng-pa55-Integration"
 )
 
 // dockerConfig writes a docker config for r: a user name's credentials or
@@ -290,9 +290,21 @@ func dockerConfig(t *testing.T, r *registrytest.Registry, who string) string {
 		return r.WriteDockerConfig(t, "")
 	case wrongPassword:
 		return r.WriteDockerConfigCredential(t, registrytest.Credential{Username: writer.Name, Password: wrongPasswordValue})
-	case readerIdentityToken:
-		return r.WriteDockerConfigIdentityToken(t, reader.Name)
-	default:
-		return r.WriteDockerConfig(t, who)
 	}
+	if user, ok := strings.CutPrefix(who, identityToken); ok {
+		return r.WriteDockerConfigIdentityToken(t, user)
+	}
+	return r.WriteDockerConfig(t, who)
+}
+
+// assertRefreshGrant fails t unless the token issuer answered an OAuth2
+// refresh_token grant for user: proof the identity token was used.
+func assertRefreshGrant(t *testing.T, r *registrytest.Registry, user string) {
+	t.Helper()
+	for _, q := range r.Tokens.Requests() {
+		if q.GrantType == "refresh_token" && q.User == user && q.Status == 200 {
+			return
+		}
+	}
+	t.Errorf("the token issuer answered no refresh_token grant for %s", user)
 }

@@ -21,7 +21,9 @@ import (
 var (
 	writer = registrytest.User{Name: "writer", Password: "Wr1ter-pa55-Integration"}
 	reader = registrytest.User{Name: "reader", Password: "R3ader-pa55-Integration", Actions: []string{"pull"}}
-	users  = []registrytest.User{writer, reader}
+	// robot only logs in with an identity token, in TestOrasAuthRules.
+	robot = registrytest.User{Name: "robot", Password: "R0bot-pa55-Integration", Actions: []string{"pull"}}
+	users = []registrytest.User{writer, reader, robot}
 )
 
 // Registries shared by all tests; tests stay apart by using distinct
