@@ -69,28 +69,38 @@ export GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0
 echo "hack/tools.sh: building $name $version (module $mod) into $out" >&2
 start=$(date +%s)
 cd "$work"
-go mod init ocisync.tools/"$name" >/dev/null 2>&1
+# go's progress lines ("go: added ...", hundreds for kubernetes) go to a log
+# that is shown only when a step fails.
+log=$work/go.log
+quiet() {
+	"$@" >>"$log" 2>&1 || {
+		cat "$log" >&2
+		echo "hack/tools.sh: building $name $version failed in: $*" >&2
+		exit 1
+	}
+}
+quiet go mod init ocisync.tools/"$name"
 
 if [ "$name" = kube-apiserver ]; then
 	# kubernetes requires its staging modules (k8s.io/api, ...) at v0.0.0 and
 	# replaces them with ./staging/src/...; outside its repository each must
 	# be replaced with its published release instead, v0.X.Y for v1.X.Y. The
 	# list comes from kubernetes' own go.mod so it tracks new modules.
-	go mod download "$mod@$version"
+	quiet go mod download "$mod@$version"
 	kgomod=$(go mod download -json "$mod@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
 	[ -f "$kgomod" ] || { echo "hack/tools.sh: cannot find go.mod of $mod@$version in the module cache" >&2; exit 1; }
 	staging=v0.${version#v1.}
-	staged=$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$kgomod")
+	staged=$(awk '$1 == "replace" { $1 = ""; $0 = $0 } $2 == "=>" && $3 ~ /^\.\/staging\// { print $1 }' "$kgomod")
 	[ -n "$staged" ] || { echo "hack/tools.sh: no ./staging replace directives in $kgomod; has kubernetes changed its layout?" >&2; exit 1; }
 	for m in $staged; do
-		go mod edit -replace "$m=$m@$staging"
+		quiet go mod edit -replace "$m=$m@$staging"
 	done
 fi
 
-go get "$pkg@$version"
+quiet go get "$pkg@$version"
 mkdir -p "$(dirname "$out")"
 # Build next to the output and rename, so an interrupted build never leaves
 # a file that make would take as up to date.
-go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg"
+quiet go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg"
 mv -f "$out.tmp" "$out"
 echo "hack/tools.sh: built $name $version in $(($(date +%s) - start))s" >&2

@@ -50,7 +50,20 @@ var _ = BeforeSuite(func() {
 		"USE_EXISTING_CLUSTER is set: unset it, this test starts its own control plane")
 
 	By("starting etcd and kube-apiserver")
-	testEnv := &envtest.Environment{BinaryAssetsDirectory: assets}
+	// etcd's data and the API server's certificates go under the suite's
+	// temp dir, removed after the control plane stops (cleanups run last
+	// registered first).
+	dir := GinkgoT().TempDir()
+	for _, sub := range []string{"etcd", "apiserver"} {
+		Expect(os.Mkdir(filepath.Join(dir, sub), 0o700)).To(Succeed())
+	}
+	testEnv := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		ControlPlane: envtest.ControlPlane{
+			Etcd:      &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")},
+			APIServer: &envtest.APIServer{CertDir: filepath.Join(dir, "apiserver")},
+		},
+	}
 	cfg, err := testEnv.Start()
 	Expect(err).NotTo(HaveOccurred(), "start the envtest control plane from %s", assets)
 	DeferCleanup(func() {
@@ -67,6 +80,6 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred(), "add a test cluster user")
 	data, err := admin.KubeConfig()
 	Expect(err).NotTo(HaveOccurred(), "write a kubeconfig for the test cluster")
-	kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+	kubeconfig = filepath.Join(dir, "kubeconfig")
 	Expect(os.WriteFile(kubeconfig, data, 0o600)).To(Succeed())
 })

@@ -166,7 +166,9 @@ var _ = Describe("ocisync manager", func() {
 
 		By("stopping the first manager, which releases the Lease to the second")
 		stopManager(a)
-		Eventually(leaseHolder).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(
+		// Well before the 15s Lease duration: the second manager can only
+		// be this quick if the first released the Lease on its way out.
+		Eventually(leaseHolder).WithTimeout(10*time.Second).WithPolling(200*time.Millisecond).Should(
 			And(Not(BeEmpty()), Not(Equal(first))), "the second manager should take the released Lease")
 		stopManager(b)
 	})
