@@ -85,7 +85,7 @@ TEST_ENV = KUBEBUILDER_ASSETS="$(abspath $(ENVTEST_ASSETS))" \
 	OCISYNC_TEST_BIN="$(abspath $(LOCALBIN)/ocisync)"
 
 .PHONY: test
-test: check test-tools build ## Check formatting and vet, build the test tools once, then run every test (what CI runs).
+test: check lint test-tools build ## Check formatting, vet and lint, build the test tools once, then run every test (what CI runs).
 	$(TEST_ENV) go test $(RACE) $(GOTEST_FLAGS) ./...
 
 .PHONY: test-unit

@@ -219,14 +219,14 @@ func TestVerifierNotVerifiedBeforeEOF(t *testing.T) {
 	content := []byte("abc")
 	v := NewVerifier(io.NopCloser(bytes.NewReader(content)), ocispec.Descriptor{Digest: digest.FromBytes(content), Size: 3})
 	buf := make([]byte, 3)
-	if n, err := v.Read(buf); n != 3 || (err != nil && err != io.EOF) {
+	if n, err := v.Read(buf); n != 3 || (err != nil && !errors.Is(err, io.EOF)) {
 		t.Fatalf("Read = %d, %v", n, err)
 	}
 	if v.Verified() {
 		// bytes.Reader returns EOF only on the next call.
 		t.Fatal("Verified() before the stream reported its end")
 	}
-	if _, err := v.Read(buf); err != io.EOF {
+	if _, err := v.Read(buf); !errors.Is(err, io.EOF) {
 		t.Fatalf("second Read = %v, want io.EOF", err)
 	}
 	if !v.Verified() {

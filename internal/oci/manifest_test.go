@@ -138,7 +138,8 @@ func TestResolve(t *testing.T) {
 				tt.setup(f)
 			}
 			got, err := f.repo(t).Resolve(ctx, tt.ref)
-			if len(tt.wantErr) > 0 {
+			switch {
+			case len(tt.wantErr) > 0:
 				if err == nil {
 					t.Fatalf("Resolve(%q) = %v, want an error", tt.ref, got)
 				}
@@ -147,9 +148,9 @@ func TestResolve(t *testing.T) {
 						t.Errorf("Resolve(%q) error %q does not match %v", tt.ref, err, we)
 					}
 				}
-			} else if err != nil {
+			case err != nil:
 				t.Fatalf("Resolve(%q): %v", tt.ref, err)
-			} else if !reflect.DeepEqual(got, want) {
+			case !reflect.DeepEqual(got, want):
 				t.Errorf("Resolve(%q) = %+v, want %+v", tt.ref, got, want)
 			}
 			if n := len(f.reqs(http.MethodHead, "/manifests/")); n != tt.wantHEADs {

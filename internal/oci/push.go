@@ -3,6 +3,7 @@ package oci
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -146,7 +147,7 @@ func (r *Repository) finishUpload(ctx context.Context, loc *url.URL, desc ocispe
 	req.ContentLength = desc.Size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	if desc.Size == 0 {
-		if _, err := body.Read(nil); err != io.EOF {
+		if _, err := body.Read(nil); !errors.Is(err, io.EOF) {
 			return fmt.Errorf("uploading blob %s to %s: %w", desc.Digest, r, err)
 		}
 		req.Body = http.NoBody

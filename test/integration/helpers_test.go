@@ -145,7 +145,8 @@ func fileEntry(data []byte) string {
 }
 
 // diff describes how got differs from want, "" when equal.
-func (want tree) diff(got tree) string {
+func (tr tree) diff(got tree) string {
+	want := tr
 	var keys []string
 	for k := range want {
 		keys = append(keys, k)

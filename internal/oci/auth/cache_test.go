@@ -28,7 +28,7 @@ func TestCredentialID(t *testing.T) {
 		}
 		ids[id] = name
 	}
-	if c.credentialID(a) != c.credentialID(a) {
+	if first, second := c.credentialID(a), c.credentialID(a); first != second {
 		t.Fatal("id not deterministic within a cache")
 	}
 	if NewTokenCache().credentialID(a) == c.credentialID(a) {

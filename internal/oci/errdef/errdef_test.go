@@ -76,7 +76,7 @@ func TestResponseErrorIs(t *testing.T) {
 		for _, target := range all {
 			want := false
 			for _, w := range tt.want {
-				want = want || w == target
+				want = want || errors.Is(w, target)
 			}
 			if got := errors.Is(wrapped, target); got != want {
 				t.Errorf("status %d codes %v: errors.Is(%v) = %v, want %v", tt.status, tt.codes, target, got, want)

@@ -383,13 +383,12 @@ func truncQuote(s string, n int) string {
 // checkRegistry validates host[:port] (host a domain name, IPv4 address or
 // bracketed IPv6 address) and returns it lowercased.
 func checkRegistry(reg string) (string, string) {
-	host, port, hasPort := reg, "", false
+	port, hasPort := "", false
 	if strings.HasPrefix(reg, "[") {
 		end := strings.IndexByte(reg, ']')
 		if end < 0 {
 			return "", fmt.Sprintf("registry %s: missing ']' after the IPv6 address", quotePart(reg))
 		}
-		host = reg[:end+1]
 		if rest := reg[end+1:]; rest != "" {
 			if rest[0] != ':' {
 				return "", fmt.Sprintf("registry %s: unexpected %s after ']'; expected \":port\" or '/'", quotePart(reg), quotePart(rest))
@@ -400,6 +399,7 @@ func checkRegistry(reg string) (string, string) {
 			return "", fmt.Sprintf("registry %s: %s", quotePart(reg), msg)
 		}
 	} else {
+		host := reg
 		if i := strings.IndexByte(reg, ':'); i >= 0 {
 			host, port, hasPort = reg[:i], reg[i+1:], true
 			if strings.Contains(port, ":") {
