@@ -1,0 +1,236 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ArtifactSpec says which artifact to pull from which registry, how, how
+// often, and where to publish its files.
+// +kubebuilder:validation:XValidation:rule="!(has(self.configMap) && has(self.volume))",message="configMap and volume are alternative outputs: set at most one"
+// +kubebuilder:validation:XValidation:rule="!has(self.semver) || !self.reference.contains('@')",message="semver picks a tag, so the reference must not pin a digest (drop the @sha256:... part or the semver field)"
+type ArtifactSpec struct {
+	// Reference names the artifact: registry/repository[:tag][@digest],
+	// for example ghcr.io/org/config:v1 or
+	// registry.example.com:5000/team/rules@sha256:<hex>. Without tag or
+	// digest, "latest" is used. No scheme (https://) in front.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.contains('://')",message="reference must not start with a scheme such as https://; write registry/repository:tag"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('\\\\s')",message="reference must not contain whitespace"
+	Reference string `json:"reference"`
+
+	// MediaType selects the layers to publish: those of this media type.
+	// Empty selects every layer that has a title
+	// (org.opencontainers.image.title). A selector that matches no layer
+	// is an error, not an empty output.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	MediaType string `json:"mediaType,omitempty"`
+
+	// ArtifactType, when set, must equal the artifact's type: its
+	// manifest's artifactType, or its config media type when that is
+	// absent.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	ArtifactType string `json:"artifactType,omitempty"`
+
+	// Platform picks a manifest from an image index, as os/arch or
+	// os/arch/variant (linux/amd64, linux/arm/v7). Empty takes the only
+	// entry of an index; an index with several entries is then an error
+	// that lists them.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$`
+	Platform string `json:"platform,omitempty"`
+
+	// SemVer is a semantic version range, such as ">=1.2.0 <2.0.0" or
+	// "~1.4". The newest tag of the repository that satisfies it is used
+	// instead of the reference's tag.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	SemVer string `json:"semver,omitempty"`
+
+	// PullSecrets name Secrets in the Artifact's namespace that hold
+	// registry credentials, shaped like a Pod's imagePullSecrets: of type
+	// kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg, as
+	// `kubectl create secret docker-registry` makes them.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	PullSecrets []corev1.LocalObjectReference `json:"pullSecrets,omitempty"`
+
+	// ServiceAccountName names a ServiceAccount in the Artifact's namespace
+	// whose imagePullSecrets are used too, after PullSecrets.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// PlainHTTP talks to the registry over http:// instead of https://.
+	// +optional
+	PlainHTTP bool `json:"plainHTTP,omitempty"`
+
+	// CertSecretRef names a Secret in the Artifact's namespace with TLS
+	// material for the registry: ca.crt (certificate authorities to
+	// trust), and optionally tls.crt and tls.key (a client certificate).
+	// +optional
+	CertSecretRef *corev1.LocalObjectReference `json:"certSecretRef,omitempty"`
+
+	// Interval is how often the reference is checked for a new digest,
+	// as a duration such as 30s, 5m or 1h.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	Interval metav1.Duration `json:"interval,omitempty"`
+
+	// Timeout bounds one whole sync: resolve, manifest and every blob.
+	// +optional
+	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// Suspend stops syncing; the published output stays as it is.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// MaxSize bounds the total bytes of the selected layers.
+	// +optional
+	// +kubebuilder:default="100Mi"
+	MaxSize *resource.Quantity `json:"maxSize,omitempty"`
+
+	// ConfigMap publishes the files into a ConfigMap of this name in the
+	// Artifact's namespace, one key per file (named by its title). The
+	// ConfigMap is created and owned by the Artifact. ConfigMaps hold at
+	// most 1 MiB; use volume for larger artifacts.
+	// +optional
+	ConfigMap *ConfigMapOutput `json:"configMap,omitempty"`
+
+	// Volume publishes the files into a PersistentVolumeClaim. Reserved:
+	// not implemented yet.
+	// +optional
+	Volume *VolumeOutput `json:"volume,omitempty"`
+}
+
+// ConfigMapOutput names the ConfigMap the files go into.
+type ConfigMapOutput struct {
+	// Name of the ConfigMap, in the Artifact's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// VolumeOutput names the PersistentVolumeClaim the files go into.
+type VolumeOutput struct {
+	// ClaimName of the PersistentVolumeClaim, in the Artifact's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ClaimName string `json:"claimName"`
+}
+
+// ArtifactFile is one published file.
+type ArtifactFile struct {
+	// Name is the file's name: its layer's title.
+	Name string `json:"name"`
+	// MediaType of the layer.
+	MediaType string `json:"mediaType"`
+	// Digest of the layer.
+	Digest string `json:"digest"`
+	// Size of the layer in bytes.
+	Size int64 `json:"size"`
+}
+
+// ArtifactStatus is what the controller last observed and published.
+type ArtifactStatus struct {
+	// ObservedGeneration is the generation of the spec the status
+	// describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready is always present; Reconciling and Stalled are
+	// present only while true. Reasons are listed in the API package
+	// (Succeeded, Progressing, InvalidReference, AuthenticationFailed,
+	// NotFound, SelectorMismatch, TooLarge, VerificationFailed,
+	// RegistryUnavailable, OutputConflict, ...).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Digest of the manifest last published (or resolved, without an
+	// output).
+	// +optional
+	Digest string `json:"digest,omitempty"`
+
+	// ShortDigest is the first 12 hex digits of Digest, for the printer
+	// column.
+	// +optional
+	ShortDigest string `json:"shortDigest,omitempty"`
+
+	// ResolvedReference is registry/repository:tag@digest of what was
+	// published.
+	// +optional
+	ResolvedReference string `json:"resolvedReference,omitempty"`
+
+	// Tag used, which semver chose when set.
+	// +optional
+	Tag string `json:"tag,omitempty"`
+
+	// ArtifactType of the published artifact.
+	// +optional
+	ArtifactType string `json:"artifactType,omitempty"`
+
+	// Files published.
+	// +optional
+	// +listType=atomic
+	Files []ArtifactFile `json:"files,omitempty"`
+
+	// Size is the total bytes of the published files.
+	// +optional
+	Size int64 `json:"size,omitempty"`
+
+	// LastSyncTime is when the output was last written.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+}
+
+// Artifact syncs an OCI artifact (files in an OCI registry, as ORAS
+// pushes them) into the cluster.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ociart
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.status.shortDigest`
+// +kubebuilder:printcolumn:name="Reference",type=string,JSONPath=`.spec.reference`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Artifact struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec says what to pull and where to publish it.
+	// +required
+	Spec ArtifactSpec `json:"spec"`
+
+	// Status is what was last observed and published.
+	// +optional
+	Status ArtifactStatus `json:"status,omitempty"`
+}
+
+// ArtifactList is a list of Artifacts.
+// +kubebuilder:object:root=true
+type ArtifactList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Artifact `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Artifact{}, &ArtifactList{})
+}

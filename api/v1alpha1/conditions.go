@@ -1,0 +1,60 @@
+package v1alpha1
+
+// Condition types, as kstatus reads them.
+const (
+	// ConditionReady is always present: True when the output holds the
+	// artifact the spec names.
+	ConditionReady = "Ready"
+	// ConditionReconciling is present, True, while a sync is in progress.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is present, True, when syncing cannot succeed until
+	// the spec changes.
+	ConditionStalled = "Stalled"
+)
+
+// Condition reasons: a fixed set that other controllers can rely on.
+const (
+	// ReasonSucceeded: the output holds the artifact.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing: a sync is in progress.
+	ReasonProgressing = "Progressing"
+	// ReasonSuspended: spec.suspend is true.
+	ReasonSuspended = "Suspended"
+	// ReasonInvalidSpec: the spec cannot work (for example a bad semver
+	// range or platform, or the reserved volume output).
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonInvalidReference: spec.reference does not parse.
+	ReasonInvalidReference = "InvalidReference"
+	// ReasonCredentialsNotFound: a named Secret or ServiceAccount is
+	// missing or malformed.
+	ReasonCredentialsNotFound = "CredentialsNotFound"
+	// ReasonAuthenticationFailed: the registry refused the credentials.
+	ReasonAuthenticationFailed = "AuthenticationFailed"
+	// ReasonNotFound: the repository, tag, digest or a blob does not
+	// exist, or no tag satisfies the semver range.
+	ReasonNotFound = "NotFound"
+	// ReasonSelectorMismatch: no layer matches spec.mediaType, or the
+	// artifact type or platform differs from the spec.
+	ReasonSelectorMismatch = "SelectorMismatch"
+	// ReasonTooLarge: the artifact exceeds spec.maxSize or what the
+	// output can hold.
+	ReasonTooLarge = "TooLarge"
+	// ReasonVerificationFailed: content did not match its digest or size.
+	ReasonVerificationFailed = "VerificationFailed"
+	// ReasonRegistryUnavailable: the registry could not be reached or
+	// failed (network errors, 5xx, rate limits, timeouts).
+	ReasonRegistryUnavailable = "RegistryUnavailable"
+	// ReasonOutputConflict: the output object exists and is not owned by
+	// this Artifact.
+	ReasonOutputConflict = "OutputConflict"
+	// ReasonOutputFailed: writing the output failed.
+	ReasonOutputFailed = "OutputFailed"
+)
+
+// Well-known labels and annotations on published objects.
+const (
+	// LabelArtifactName is set on outputs to the Artifact's name.
+	LabelArtifactName = "ocisync.io/artifact"
+	// AnnotationDigest is set on outputs to the manifest digest they hold.
+	AnnotationDigest = "ocisync.io/digest"
+)
