@@ -217,8 +217,11 @@ type Artifact struct {
 	// +required
 	Spec ArtifactSpec `json:"spec"`
 
-	// Status is what was last observed and published.
+	// Status is what was last observed and published. It starts with
+	// observedGeneration -1, so that kstatus reads a new Artifact as in
+	// progress until its first sync.
 	// +optional
+	// +kubebuilder:default={observedGeneration: -1}
 	Status ArtifactStatus `json:"status,omitempty"`
 }
 

@@ -17,6 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	ocisyncv1alpha1 "github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/controller"
 )
 
 // managerOptions are the flags of 'ocisync manager'.
@@ -140,15 +143,22 @@ func managerScheme() (*runtime.Scheme, error) {
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		return nil, fmt.Errorf("cannot register the Kubernetes built-in API types: %w", err)
 	}
-	// Register the ocisync API types here once they exist
-	// (e.g. ocisyncv1alpha1.AddToScheme(s)).
+	if err := ocisyncv1alpha1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("cannot register the ocisync API types: %w", err)
+	}
 	// +kubebuilder:scaffold:scheme
 	return s, nil
 }
 
-// setupControllers registers the reconcilers with the manager. There are
-// none yet: the Artifact controller is added here with its API.
-func setupControllers(_ ctrl.Manager) error {
+// setupControllers registers the reconcilers with the manager.
+func setupControllers(mgr ctrl.Manager) error {
+	if err := (&controller.ArtifactReconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("ocisync"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Artifact controller: %w", err)
+	}
 	// +kubebuilder:scaffold:builder
 	return nil
 }

@@ -1,0 +1,314 @@
+// Package controller holds the Artifact reconciler: it resolves an
+// Artifact's reference, pulls and verifies the selected layers through
+// internal/oci, and publishes them.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/oci"
+	"github.com/ocisync/ocisync/internal/oci/auth"
+	"github.com/ocisync/ocisync/internal/oci/reference"
+)
+
+// Defaults for fields the API server defaults too; they matter for
+// objects created before a default existed and in unit tests.
+const (
+	defaultInterval = 5 * time.Minute
+	defaultTimeout  = 2 * time.Minute
+	defaultMaxSize  = 100 << 20
+)
+
+// ArtifactReconciler syncs Artifacts.
+type ArtifactReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder events.EventRecorder
+	// TokenCache is shared by every Artifact's registry client. Tokens are
+	// keyed by registry, scope and credential, so Artifacts of different
+	// namespaces never share one. Nil gives the reconciler its own.
+	TokenCache *auth.TokenCache
+
+	clients httpClients
+}
+
+// +kubebuilder:rbac:groups=ocisync.io,resources=artifacts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ocisync.io,resources=artifacts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile runs one sync of an Artifact: check the spec, build the
+// registry client, resolve the reference, and when the digest is new or the
+// output drifted, pull, verify and publish. Status and conditions are
+// written once, at the end, and only when they changed.
+func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	obj := &v1alpha1.Artifact{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		// Outputs carry owner references; garbage collection removes them.
+		return ctrl.Result{}, nil
+	}
+	base := obj.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, base, obj); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	if obj.Spec.Suspend {
+		markSuspended(obj)
+		return ctrl.Result{}, nil
+	}
+	if obj.Status.ObservedGeneration != obj.Generation || apimeta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady) == nil {
+		// Make the sync in progress visible before it runs: kstatus must
+		// not read a changed spec as done.
+		markProgressing(obj)
+		if err := r.patchStatus(ctx, base, obj); err != nil {
+			return ctrl.Result{}, err
+		}
+		base = obj.DeepCopy()
+	}
+
+	published, err := r.sync(ctx, obj)
+	if err != nil {
+		se := classify(err)
+		r.markFailed(obj, se)
+		if se.stall {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	markReady(obj)
+	if published {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Published", "Publish", "published %s", obj.Status.ResolvedReference)
+	}
+	return ctrl.Result{RequeueAfter: interval(obj)}, nil
+}
+
+// sync does the work and records what it published in obj.Status. It
+// reports whether a new digest was published.
+func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact) (bool, error) {
+	spec := &obj.Spec
+	if spec.Volume != nil {
+		return false, stalled(v1alpha1.ReasonInvalidSpec, "spec.volume is not supported yet; use spec.configMap, or neither to only resolve the digest")
+	}
+	var platform *oci.Platform
+	if spec.Platform != "" {
+		p, err := oci.ParsePlatform(spec.Platform)
+		if err != nil {
+			return false, stalled(v1alpha1.ReasonInvalidSpec, "spec.platform: %w", err)
+		}
+		platform = &p
+	}
+	var constraint *semver.Constraints
+	if spec.SemVer != "" {
+		c, err := semver.NewConstraint(spec.SemVer)
+		if err != nil {
+			return false, stalled(v1alpha1.ReasonInvalidSpec, "spec.semver %q is not a valid semantic version range: %v", spec.SemVer, err)
+		}
+		constraint = c
+	}
+	ref, err := reference.Parse(spec.Reference)
+	if err != nil {
+		return false, stalled(v1alpha1.ReasonInvalidReference, "spec.reference: %w", err)
+	}
+	client, err := r.registryClient(ctx, obj)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout(obj))
+	defer cancel()
+	repo := client.Repository(ref)
+
+	// Reference → digest.
+	if constraint != nil {
+		tag, err := newestTag(ctx, repo, constraint, spec.SemVer)
+		if err != nil {
+			return false, err
+		}
+		if ref, err = ref.WithTag(tag); err != nil {
+			return false, err
+		}
+	} else {
+		ref = ref.WithDefaultTag()
+	}
+	desc, err := repo.Resolve(ctx, ref.Reference())
+	if err != nil {
+		return false, err
+	}
+	digest := desc.Digest.String()
+
+	// Unchanged and intact: nothing to download, nothing to write.
+	if digest == obj.Status.Digest && obj.Status.ObservedGeneration == obj.Generation && isReady(obj) {
+		intact := true
+		if spec.ConfigMap != nil {
+			if intact, err = r.configMapIntact(ctx, obj, digest); err != nil {
+				return false, err
+			}
+		}
+		if intact {
+			return false, nil
+		}
+	}
+
+	// Digest → manifest → layers. By digest, so a tag moved meanwhile
+	// cannot mix two artifacts.
+	target, err := repo.FetchTarget(ctx, digest, platform)
+	if err != nil {
+		return false, err
+	}
+	artifactType := oci.ArtifactType(target.Manifest)
+	if spec.ArtifactType != "" && artifactType != spec.ArtifactType {
+		return false, stalled(v1alpha1.ReasonSelectorMismatch, "%s has artifact type %q, spec.artifactType wants %q", ref, artifactType, spec.ArtifactType)
+	}
+	layers, err := oci.SelectLayers(target.Manifest, spec.MediaType)
+	if err != nil {
+		return false, stalled(v1alpha1.ReasonSelectorMismatch, "%s: %w", ref, err)
+	}
+	var total int64
+	names := make([]string, 0, len(layers))
+	for _, l := range layers {
+		total += l.Size
+		names = append(names, l.Annotations[oci.AnnotationTitle])
+	}
+	if limit := maxSize(obj); total > limit {
+		return false, stalled(v1alpha1.ReasonTooLarge, "%s: the selected layers hold %d bytes, over spec.maxSize (%d bytes); raise spec.maxSize or select fewer layers", ref, total, limit)
+	}
+
+	if spec.ConfigMap != nil {
+		if err := checkConfigMapFit(names, total); err != nil {
+			return false, err
+		}
+		for _, l := range layers {
+			if l.Annotations[oci.AnnotationUnpack] == "true" {
+				return false, stalled(v1alpha1.ReasonSelectorMismatch, "layer %q is a directory; a ConfigMap holds only files: select files with spec.mediaType or use spec.volume", l.Annotations[oci.AnnotationTitle])
+			}
+		}
+		files, err := download(ctx, repo, layers)
+		if err != nil {
+			return false, err
+		}
+		if err := r.publishConfigMap(ctx, obj, configMapFor(obj, digest, files)); err != nil {
+			return false, err
+		}
+	}
+
+	now := metav1.Now()
+	st := &obj.Status
+	published := digest != st.Digest
+	st.Digest = digest
+	st.ShortDigest = shortDigest(digest)
+	st.Tag = ref.Tag
+	st.ResolvedReference = ref.Name() + ":" + ref.Tag + "@" + digest
+	st.ArtifactType = artifactType
+	st.Files = st.Files[:0]
+	for _, l := range layers {
+		st.Files = append(st.Files, v1alpha1.ArtifactFile{Name: l.Annotations[oci.AnnotationTitle], MediaType: l.MediaType, Digest: l.Digest.String(), Size: l.Size})
+	}
+	st.Size = total
+	st.LastSyncTime = &now
+	return published, nil
+}
+
+// download fetches and verifies each layer into memory. Only the
+// ConfigMap output does this, and it is bounded to 1 MiB in all.
+func download(ctx context.Context, repo *oci.Repository, layers []ocispec.Descriptor) ([]file, error) {
+	files := make([]file, 0, len(layers))
+	for _, l := range layers {
+		rc, err := repo.FetchBlob(ctx, l, maxConfigMapBytes)
+		if err != nil {
+			return nil, err
+		}
+		content, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("layer %q: %w", l.Annotations[oci.AnnotationTitle], err)
+		}
+		files = append(files, file{name: l.Annotations[oci.AnnotationTitle], content: content})
+	}
+	return files, nil
+}
+
+// newestTag lists the repository's tags and returns the newest that
+// satisfies c. Tags that are not semantic versions are ignored.
+func newestTag(ctx context.Context, repo *oci.Repository, c *semver.Constraints, raw string) (string, error) {
+	tags, err := repo.Tags(ctx)
+	if err != nil {
+		return "", err
+	}
+	var best *semver.Version
+	bestTag := ""
+	for _, t := range tags {
+		v, err := semver.NewVersion(t)
+		if err != nil || !c.Check(v) {
+			continue
+		}
+		if best == nil || v.GreaterThan(best) {
+			best, bestTag = v, t
+		}
+	}
+	if best == nil {
+		return "", transient(v1alpha1.ReasonNotFound, "no tag of %s satisfies spec.semver %q (%d tags listed)", repo, raw, len(tags))
+	}
+	return bestTag, nil
+}
+
+func shortDigest(d string) string {
+	if _, hex, ok := strings.Cut(d, ":"); ok && len(hex) >= 12 {
+		return hex[:12]
+	}
+	return d
+}
+
+func interval(obj *v1alpha1.Artifact) time.Duration {
+	if d := obj.Spec.Interval.Duration; d > 0 {
+		return d
+	}
+	return defaultInterval
+}
+
+func timeout(obj *v1alpha1.Artifact) time.Duration {
+	if t := obj.Spec.Timeout; t != nil && t.Duration > 0 {
+		return t.Duration
+	}
+	return defaultTimeout
+}
+
+func maxSize(obj *v1alpha1.Artifact) int64 {
+	if q := obj.Spec.MaxSize; q != nil && q.Value() > 0 {
+		return q.Value()
+	}
+	return defaultMaxSize
+}
+
+// patchStatus writes obj's status when it differs from base's; an
+// unchanged status costs no API call.
+func (r *ArtifactReconciler) patchStatus(ctx context.Context, base, obj *v1alpha1.Artifact) error {
+	if equality.Semantic.DeepEqual(base.Status, obj.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"unicode/utf8"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/ocisync/ocisync/api/v1alpha1"
+)
+
+// maxConfigMapBytes is what the API server accepts in one ConfigMap's
+// data and binaryData together.
+const maxConfigMapBytes = 1 << 20
+
+// annotationChecksum holds a hash of the ConfigMap's content as ocisync
+// wrote it, so that an edit by someone else is noticed without
+// downloading anything.
+const annotationChecksum = "ocisync.io/checksum"
+
+// file is one selected layer with its verified content.
+type file struct {
+	name    string
+	content []byte
+}
+
+// configMapFor builds the desired ConfigMap: valid UTF-8 in data, the
+// rest in binaryData.
+func configMapFor(obj *v1alpha1.Artifact, digest string, files []file) *corev1.ConfigMap {
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      obj.Spec.ConfigMap.Name,
+			Namespace: obj.Namespace,
+		},
+	}
+	for _, f := range files {
+		if utf8.Valid(f.content) {
+			if cm.Data == nil {
+				cm.Data = map[string]string{}
+			}
+			cm.Data[f.name] = string(f.content)
+		} else {
+			if cm.BinaryData == nil {
+				cm.BinaryData = map[string][]byte{}
+			}
+			cm.BinaryData[f.name] = f.content
+		}
+	}
+	cm.Labels = map[string]string{v1alpha1.LabelArtifactName: labelValue(obj.Name)}
+	cm.Annotations = map[string]string{
+		v1alpha1.AnnotationDigest: digest,
+		annotationChecksum:        contentChecksum(cm),
+	}
+	return cm
+}
+
+// labelValue fits an object name (up to 253 characters) into a label
+// value (up to 63).
+func labelValue(name string) string {
+	if len(validation.IsValidLabelValue(name)) == 0 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:50] + "-" + hex.EncodeToString(sum[:])[:12]
+}
+
+// contentChecksum hashes data and binaryData in a canonical order.
+func contentChecksum(cm *corev1.ConfigMap) string {
+	h := sha256.New()
+	keys := make([]string, 0, len(cm.Data)+len(cm.BinaryData))
+	for k := range cm.Data {
+		keys = append(keys, "d/"+k)
+	}
+	for k := range cm.BinaryData {
+		keys = append(keys, "b/"+k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		var v []byte
+		if k[0] == 'd' {
+			v = []byte(cm.Data[k[2:]])
+		} else {
+			v = cm.BinaryData[k[2:]]
+		}
+		fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(v))
+		h.Write(v)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// checkConfigMapFit refuses, before anything is downloaded, files that a
+// ConfigMap cannot hold.
+func checkConfigMapFit(names []string, total int64) error {
+	for _, n := range names {
+		if errs := validation.IsConfigMapKey(n); len(errs) > 0 {
+			return stalled(v1alpha1.ReasonSelectorMismatch, "file %q cannot be a ConfigMap key (%s); select other layers with spec.mediaType or use spec.volume", n, errs[0])
+		}
+	}
+	if total > maxConfigMapBytes {
+		return stalled(v1alpha1.ReasonTooLarge, "the selected files hold %d bytes, more than the %d a ConfigMap can; use spec.volume for artifacts this large", total, maxConfigMapBytes)
+	}
+	return nil
+}
+
+// ownedConfigMap returns the ConfigMap spec.configMap names, whether it
+// exists, and an OutputConflict error when it is not this Artifact's.
+func (r *ArtifactReconciler) ownedConfigMap(ctx context.Context, obj *v1alpha1.Artifact) (*corev1.ConfigMap, bool, error) {
+	cm := &corev1.ConfigMap{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.ConfigMap.Name}, cm)
+	if apierrors.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, transient(v1alpha1.ReasonOutputFailed, "reading ConfigMap %q: %w", obj.Spec.ConfigMap.Name, err)
+	}
+	if owner := metav1.GetControllerOf(cm); owner == nil || owner.UID != obj.UID {
+		return nil, true, transient(v1alpha1.ReasonOutputConflict, "ConfigMap %q already exists and is not owned by this Artifact; it is left alone: delete it or choose another spec.configMap.name", cm.Name)
+	}
+	return cm, true, nil
+}
+
+// configMapIntact reports whether the output still holds digest exactly
+// as it was written.
+func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.Artifact, digest string) (bool, error) {
+	cm, exists, err := r.ownedConfigMap(ctx, obj)
+	if err != nil || !exists {
+		return false, err
+	}
+	return cm.Annotations[v1alpha1.AnnotationDigest] == digest &&
+		cm.Annotations[annotationChecksum] == contentChecksum(cm), nil
+}
+
+// publishConfigMap writes desired in one create or update.
+func (r *ArtifactReconciler) publishConfigMap(ctx context.Context, obj *v1alpha1.Artifact, desired *corev1.ConfigMap) error {
+	if err := controllerutil.SetControllerReference(obj, desired, r.Scheme); err != nil {
+		return transient(v1alpha1.ReasonOutputFailed, "setting the owner of ConfigMap %q: %w", desired.Name, err)
+	}
+	current, exists, err := r.ownedConfigMap(ctx, obj)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := r.Create(ctx, desired); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return transient(v1alpha1.ReasonOutputConflict, "ConfigMap %q was created by someone else meanwhile; it is left alone", desired.Name)
+			}
+			return transient(v1alpha1.ReasonOutputFailed, "creating ConfigMap %q: %w", desired.Name, err)
+		}
+		return nil
+	}
+	updated := current.DeepCopy()
+	updated.Data, updated.BinaryData = desired.Data, desired.BinaryData
+	updated.OwnerReferences = desired.OwnerReferences
+	if updated.Labels == nil {
+		updated.Labels = map[string]string{}
+	}
+	for k, v := range desired.Labels {
+		updated.Labels[k] = v
+	}
+	if updated.Annotations == nil {
+		updated.Annotations = map[string]string{}
+	}
+	for k, v := range desired.Annotations {
+		updated.Annotations[k] = v
+	}
+	// Update, not patch: the resourceVersion makes a concurrent edit fail
+	// the write instead of being merged into it.
+	if err := r.Update(ctx, updated); err != nil {
+		return transient(v1alpha1.ReasonOutputFailed, "updating ConfigMap %q: %w", desired.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/oci"
+	"github.com/ocisync/ocisync/internal/oci/auth"
+	"github.com/ocisync/ocisync/internal/oci/transport"
+)
+
+// controllerRetries is lower than the CLI's: the controller retries the
+// whole sync with backoff itself, and a long in-call retry would hold a
+// worker.
+const controllerRetries = 2
+
+// registryClient builds the registry client for obj: credentials from its
+// pullSecrets and its ServiceAccount's imagePullSecrets (first match per
+// registry wins, as for kubelet), TLS material from certSecretRef. Only
+// objects of obj's own namespace are read.
+func (r *ArtifactReconciler) registryClient(ctx context.Context, obj *v1alpha1.Artifact) (*oci.Client, error) {
+	store, err := r.credentials(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	topts := transport.Options{MaxRetries: controllerRetries, UserAgent: "ocisync-controller"}
+	if ref := obj.Spec.CertSecretRef; ref != nil {
+		secret, err := r.secret(ctx, obj.Namespace, ref.Name, "spec.certSecretRef")
+		if err != nil {
+			return nil, err
+		}
+		topts.CAPEM, topts.CertPEM, topts.KeyPEM = secret.Data["ca.crt"], secret.Data["tls.crt"], secret.Data["tls.key"]
+		if (len(topts.CertPEM) == 0) != (len(topts.KeyPEM) == 0) {
+			return nil, stalled(v1alpha1.ReasonCredentialsNotFound, "Secret %q (spec.certSecretRef) has only one of tls.crt and tls.key; a client certificate needs both", ref.Name)
+		}
+	}
+	hc, err := r.httpClient(topts)
+	if err != nil {
+		return nil, transient(v1alpha1.ReasonCredentialsNotFound, "Secret %q (spec.certSecretRef): %w", obj.Spec.CertSecretRef.Name, err)
+	}
+	opts := oci.Options{
+		PlainHTTP:  obj.Spec.PlainHTTP,
+		HTTPClient: hc,
+		TokenCache: r.TokenCache,
+		UserAgent:  topts.UserAgent,
+	}
+	if store != nil {
+		opts.Credentials = store.CredentialFunc()
+	}
+	return oci.NewClient(opts)
+}
+
+// credentials merges the docker configs of the pull secrets, then of the
+// ServiceAccount's imagePullSecrets.
+func (r *ArtifactReconciler) credentials(ctx context.Context, obj *v1alpha1.Artifact) (*auth.Store, error) {
+	names := make([]string, 0, len(obj.Spec.PullSecrets))
+	fields := make([]string, 0, len(obj.Spec.PullSecrets))
+	for _, ref := range obj.Spec.PullSecrets {
+		names = append(names, ref.Name)
+		fields = append(fields, "spec.pullSecrets")
+	}
+	if sa := obj.Spec.ServiceAccountName; sa != "" {
+		account := &corev1.ServiceAccount{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: sa}, account); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, transient(v1alpha1.ReasonCredentialsNotFound, "ServiceAccount %q (spec.serviceAccountName) does not exist in namespace %q; create it or fix the name", sa, obj.Namespace)
+			}
+			return nil, transient(v1alpha1.ReasonCredentialsNotFound, "reading ServiceAccount %q: %w", sa, err)
+		}
+		for _, ref := range account.ImagePullSecrets {
+			names = append(names, ref.Name)
+			fields = append(fields, fmt.Sprintf("imagePullSecrets of ServiceAccount %q", sa))
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	var store *auth.Store
+	for i, name := range names {
+		secret, err := r.secret(ctx, obj.Namespace, name, fields[i])
+		if err != nil {
+			return nil, err
+		}
+		s, err := dockerConfigOf(secret)
+		if err != nil {
+			return nil, badSecret(name, fields[i], err)
+		}
+		if store == nil {
+			store = s
+		} else {
+			store.Merge(s)
+		}
+	}
+	return store, nil
+}
+
+// badSecret reports a malformed Secret. It is transient:
+// fixing the Secret (which is watched) mends it without a spec change.
+func badSecret(name, field string, err error) error {
+	return transient(v1alpha1.ReasonCredentialsNotFound, "Secret %q (%s) holds no usable registry credentials: %w", name, field, err)
+}
+
+func (r *ArtifactReconciler) secret(ctx context.Context, namespace, name, field string) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, transient(v1alpha1.ReasonCredentialsNotFound, "Secret %q (%s) does not exist in namespace %q; create it or fix the name", name, field, namespace)
+		}
+		return nil, transient(v1alpha1.ReasonCredentialsNotFound, "reading Secret %q (%s): %w", name, field, err)
+	}
+	return secret, nil
+}
+
+// dockerConfigOf reads a Secret shaped like a Pod's imagePullSecrets.
+func dockerConfigOf(secret *corev1.Secret) (*auth.Store, error) {
+	var data []byte
+	switch secret.Type {
+	case corev1.SecretTypeDockerConfigJson:
+		data = secret.Data[corev1.DockerConfigJsonKey]
+	case corev1.SecretTypeDockercfg:
+		data = secret.Data[corev1.DockerConfigKey]
+	default:
+		return nil, fmt.Errorf("its type is %q; want %s or %s (kubectl create secret docker-registry makes one)", secret.Type, corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg)
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("it has no data under the key its type requires")
+	}
+	return auth.ParseDockerConfig(data)
+}
+
+// httpClients reuses HTTP clients (and so their connections) across
+// reconciles, one per distinct TLS configuration.
+type httpClients struct {
+	mu      sync.Mutex
+	clients map[[sha256.Size]byte]*http.Client
+}
+
+func (r *ArtifactReconciler) httpClient(opts transport.Options) (*http.Client, error) {
+	h := sha256.New()
+	for _, b := range [][]byte{opts.CAPEM, opts.CertPEM, opts.KeyPEM} {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	var key [sha256.Size]byte
+	copy(key[:], h.Sum(nil))
+	r.clients.mu.Lock()
+	defer r.clients.mu.Unlock()
+	if c, ok := r.clients.clients[key]; ok {
+		return c, nil
+	}
+	c, err := transport.NewClient(opts)
+	if err != nil {
+		return nil, err
+	}
+	if r.clients.clients == nil {
+		r.clients.clients = map[[sha256.Size]byte]*http.Client{}
+	}
+	// Bound the map: TLS material rotates, and old clients must not pile
+	// up for the life of the process.
+	if len(r.clients.clients) >= 256 {
+		for k, old := range r.clients.clients {
+			old.CloseIdleConnections()
+			delete(r.clients.clients, k)
+		}
+	}
+	r.clients.clients[key] = c
+	return c, nil
+}

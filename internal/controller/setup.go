@@ -1,0 +1,102 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/oci/auth"
+)
+
+// Field indexes on Artifacts, so that a Secret or ServiceAccount event
+// finds the Artifacts that use it without listing every Artifact.
+const (
+	indexSecretNames    = ".spec.secretNames"
+	indexServiceAccount = ".spec.serviceAccountName"
+)
+
+// SetupWithManager registers the reconciler, its indexes and its watches.
+func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.TokenCache == nil {
+		r.TokenCache = auth.NewTokenCache()
+	}
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexSecretNames, secretNamesOf); err != nil {
+		return fmt.Errorf("indexing Artifacts by Secret: %w", err)
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexServiceAccount, func(o client.Object) []string {
+		if sa := o.(*v1alpha1.Artifact).Spec.ServiceAccountName; sa != "" {
+			return []string{sa}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing Artifacts by ServiceAccount: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Artifact{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&corev1.ConfigMap{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForSecret)).
+		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForServiceAccount)).
+		Named("artifact").
+		Complete(r)
+}
+
+// secretNamesOf lists the Secrets an Artifact names directly.
+func secretNamesOf(o client.Object) []string {
+	a := o.(*v1alpha1.Artifact)
+	var names []string
+	for _, ref := range a.Spec.PullSecrets {
+		names = append(names, ref.Name)
+	}
+	if a.Spec.CertSecretRef != nil {
+		names = append(names, a.Spec.CertSecretRef.Name)
+	}
+	return names
+}
+
+// artifactsForSecret finds the Artifacts that use a Secret, directly or
+// through a ServiceAccount's imagePullSecrets, in the Secret's namespace.
+func (r *ArtifactReconciler) artifactsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := r.artifactsBy(ctx, o.GetNamespace(), indexSecretNames, o.GetName())
+	var accounts corev1.ServiceAccountList
+	if err := r.List(ctx, &accounts, client.InNamespace(o.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing ServiceAccounts to find the Artifacts that use a Secret", "secret", o.GetName())
+		return reqs
+	}
+	for _, sa := range accounts.Items {
+		for _, ref := range sa.ImagePullSecrets {
+			if ref.Name == o.GetName() {
+				reqs = append(reqs, r.artifactsBy(ctx, o.GetNamespace(), indexServiceAccount, sa.Name)...)
+				break
+			}
+		}
+	}
+	return reqs
+}
+
+func (r *ArtifactReconciler) artifactsForServiceAccount(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.artifactsBy(ctx, o.GetNamespace(), indexServiceAccount, o.GetName())
+}
+
+func (r *ArtifactReconciler) artifactsBy(ctx context.Context, namespace, index, value string) []reconcile.Request {
+	var list v1alpha1.ArtifactList
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{index: value}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing Artifacts by index", "index", index)
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, a := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Name}})
+	}
+	return reqs
+}

@@ -1,0 +1,322 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ocisyncv1alpha1 "github.com/ocisync/ocisync/api/v1alpha1"
+	registrytest "github.com/ocisync/ocisync/test/registry"
+)
+
+const (
+	namespace = "ocisync-e2e"
+	// syncTimeout bounds every wait for the manager: a sync takes well under
+	// a second, but the first one also waits for the manager to start.
+	syncTimeout = 60 * time.Second
+	user        = "e2e-user"
+)
+
+// sample is the Artifact of config/samples, pointed at the test registry,
+// and what the test needs to know of it.
+type sample struct {
+	obj        *unstructured.Unstructured
+	ref        string // spec.reference, on the test registry
+	mediaType  string // spec.mediaType
+	pullSecret string // spec.pullSecrets[0].name
+	configMap  string // spec.configMap.name
+}
+
+// loadSample reads the sample as `kubectl apply -f` would and points it at
+// host: the registry part of spec.reference is replaced, plainHTTP set, and
+// the interval shortened so that a new push is noticed within seconds.
+func loadSample(host string) sample {
+	data, err := os.ReadFile(sampleFile)
+	Expect(err).NotTo(HaveOccurred(), "read the sample Artifact")
+	obj := &unstructured.Unstructured{}
+	Expect(yaml.Unmarshal(data, &obj.Object)).To(Succeed(), "decode %s", sampleFile)
+	Expect(obj.GroupVersionKind()).To(Equal(ocisyncv1alpha1.GroupVersion.WithKind("Artifact")), "kind of %s", sampleFile)
+
+	str := func(fields ...string) string {
+		v, found, err := unstructured.NestedString(obj.Object, fields...)
+		Expect(err).NotTo(HaveOccurred(), "%s: field %s", sampleFile, strings.Join(fields, "."))
+		Expect(found).To(BeTrue(), "%s must set %s: this test relies on it", sampleFile, strings.Join(fields, "."))
+		return v
+	}
+	s := sample{obj: obj, mediaType: str("spec", "mediaType"), configMap: str("spec", "configMap", "name")}
+	secrets, _, err := unstructured.NestedSlice(obj.Object, "spec", "pullSecrets")
+	Expect(err).NotTo(HaveOccurred())
+	Expect(secrets).To(HaveLen(1), "%s must name one pull secret: this test creates it", sampleFile)
+	s.pullSecret, _ = secrets[0].(map[string]any)["name"].(string)
+	Expect(s.pullSecret).NotTo(BeEmpty(), "%s: spec.pullSecrets[0].name", sampleFile)
+
+	_, repoAndTag, ok := strings.Cut(str("spec", "reference"), "/")
+	Expect(ok).To(BeTrue(), "%s: spec.reference should be registry/repository:tag", sampleFile)
+	Expect(repoAndTag).NotTo(ContainSubstring("@"), "%s: spec.reference should name a tag, not a digest, for the test to push to", sampleFile)
+	s.ref = host + "/" + repoAndTag
+
+	obj.SetNamespace(namespace)
+	Expect(unstructured.SetNestedField(obj.Object, s.ref, "spec", "reference")).To(Succeed())
+	Expect(unstructured.SetNestedField(obj.Object, true, "spec", "plainHTTP")).To(Succeed())
+	Expect(unstructured.SetNestedField(obj.Object, "2s", "spec", "interval")).To(Succeed())
+	return s
+}
+
+// artifactFile is a file the test pushes, and expects in the ConfigMap when
+// its media type is the sample's.
+type artifactFile struct {
+	name, mediaType string
+	data            []byte
+}
+
+// pushFiles writes files into a fresh folder and pushes them to ref with
+// the ORAS CLI, which titles each layer with its file name; it returns
+// the manifest digest ORAS resolves the tag to.
+func pushFiles(oras *registrytest.CLI, reg *registrytest.Registry, dockerConfig, ref string, files []artifactFile) string {
+	dir := GinkgoT().TempDir()
+	args := append([]string{"push"}, reg.OrasFlags(dockerConfig)...)
+	args = append(args, ref)
+	for _, f := range files {
+		Expect(os.WriteFile(filepath.Join(dir, f.name), f.data, 0o600)).To(Succeed())
+		args = append(args, f.name+":"+f.mediaType)
+	}
+	oras.In(dir).MustRun(GinkgoT(), args...)
+	res := oras.MustRun(GinkgoT(), append(append([]string{"resolve"}, reg.OrasFlags(dockerConfig)...), ref)...)
+	digest := res.LastLine()
+	Expect(digest).To(MatchRegexp(`^sha256:[a-f0-9]{64}$`), "oras resolve %s", ref)
+	return digest
+}
+
+// selected returns the files of mediaType, by name.
+func selected(files []artifactFile, mediaType string) map[string][]byte {
+	out := map[string][]byte{}
+	for _, f := range files {
+		if f.mediaType == mediaType {
+			out[f.name] = f.data
+		}
+	}
+	return out
+}
+
+// configMapFiles returns the files a ConfigMap holds, text and binary.
+func configMapFiles(g Gomega, cm *corev1.ConfigMap) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range cm.Data {
+		out[k] = []byte(v)
+	}
+	for k, v := range cm.BinaryData {
+		g.Expect(out).NotTo(HaveKey(k), "ConfigMap %s has key %q in both data and binaryData", cm.Name, k)
+		out[k] = v
+	}
+	return out
+}
+
+// waitSynced waits until the Artifact is Ready for the current generation
+// with manifest digest, and returns it.
+func waitSynced(name, digest string) *ocisyncv1alpha1.Artifact {
+	art := &ocisyncv1alpha1.Artifact{}
+	Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, art)).To(Succeed())
+		ready := apimeta.FindStatusCondition(art.Status.Conditions, ocisyncv1alpha1.ConditionReady)
+		g.Expect(ready).NotTo(BeNil(), "Artifact %s has no Ready condition; status: %+v", name, art.Status)
+		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "Ready: %s: %s", ready.Reason, ready.Message)
+		g.Expect(art.Status.ObservedGeneration).To(Equal(art.Generation))
+		g.Expect(art.Status.Digest).To(Equal(digest))
+	}).WithTimeout(syncTimeout).WithPolling(250 * time.Millisecond).Should(Succeed())
+	return art
+}
+
+// expectStatus checks what the status says about a synced artifact.
+func expectStatus(art *ocisyncv1alpha1.Artifact, s sample, digest string, want map[string][]byte) {
+	ready := apimeta.FindStatusCondition(art.Status.Conditions, ocisyncv1alpha1.ConditionReady)
+	Expect(ready.Reason).To(Equal(ocisyncv1alpha1.ReasonSucceeded))
+	Expect(apimeta.FindStatusCondition(art.Status.Conditions, ocisyncv1alpha1.ConditionStalled)).To(BeNil(),
+		"Stalled should be absent once Ready")
+	Expect(art.Status.ObservedGeneration).To(Equal(art.Generation))
+	Expect(art.Status.ShortDigest).To(Equal(strings.TrimPrefix(digest, "sha256:")[:12]))
+	Expect(art.Status.ResolvedReference).To(Equal(s.ref + "@" + digest))
+	Expect(art.Status.Tag).To(Equal(s.ref[strings.LastIndex(s.ref, ":")+1:]))
+	Expect(art.Status.LastSyncTime).NotTo(BeNil())
+
+	var names []string
+	var total int64
+	for _, f := range art.Status.Files {
+		names = append(names, f.Name)
+		Expect(f.MediaType).To(Equal(s.mediaType), "status.files %s", f.Name)
+		Expect(f.Size).To(BeEquivalentTo(len(want[f.Name])), "status.files %s", f.Name)
+		Expect(f.Digest).To(MatchRegexp(`^sha256:[a-f0-9]{64}$`), "status.files %s", f.Name)
+		total += f.Size
+	}
+	Expect(names).To(ConsistOf(slices.Collect(maps.Keys(want))), "status.files")
+	Expect(art.Status.Size).To(Equal(total), "status.size")
+}
+
+// expectConfigMap waits until the output ConfigMap holds exactly want,
+// byte for byte, and is marked with the Artifact and digest.
+func expectConfigMap(art *ocisyncv1alpha1.Artifact, s sample, digest string, want map[string][]byte) {
+	Eventually(func(g Gomega) {
+		cm := &corev1.ConfigMap{}
+		g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: s.configMap}, cm)).To(Succeed())
+		g.Expect(cm.Annotations).To(HaveKeyWithValue(ocisyncv1alpha1.AnnotationDigest, digest))
+		g.Expect(configMapFiles(g, cm)).To(Equal(want), "ConfigMap %s should hold the selected files, byte for byte", s.configMap)
+		g.Expect(cm.Labels).To(HaveKeyWithValue(ocisyncv1alpha1.LabelArtifactName, art.Name))
+		owner := metav1.GetControllerOf(cm)
+		g.Expect(owner).NotTo(BeNil(), "ConfigMap %s should be controlled by its Artifact", s.configMap)
+		g.Expect(owner.UID).To(Equal(art.UID))
+	}).WithTimeout(syncTimeout).WithPolling(250 * time.Millisecond).Should(Succeed())
+}
+
+// managerEnv is this process's environment without any other way to find
+// a cluster or credentials than the given kubeconfig.
+func managerEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "KUBECONFIG", "HOME", "DOCKER_CONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "HOME="+GinkgoT().TempDir(), "KUBECONFIG="+kubeconfig)
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().String()
+}
+
+var _ = Describe("the sample Artifact", Ordered, func() {
+	var (
+		reg          *registrytest.Registry
+		oras         *registrytest.CLI
+		dockerConfig string
+		s            sample
+	)
+
+	BeforeAll(func() {
+		By("starting a plain-HTTP registry that requires a password")
+		reg = registrytest.Start(GinkgoT(), registrytest.Options{
+			Auth:  registrytest.AuthHtpasswd,
+			Users: []registrytest.User{{Name: user, Password: "e2e-" + fmt.Sprint(time.Now().UnixNano())}},
+		})
+		oras = registrytest.Oras(GinkgoT())
+		dockerConfig = reg.WriteDockerConfig(GinkgoT(), user)
+		s = loadSample(reg.Host)
+
+		By("starting ocisync manager")
+		probe := freeAddr()
+		cmd := exec.Command(ocisyncBin, "manager", "--health-probe-bind-address", probe, "--metrics-bind-address", "0")
+		cmd.Env = managerEnv()
+		mgr, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred(), "start %s manager", ocisyncBin)
+		// Cleanups run last registered first: SIGTERM, then a kill in case
+		// that failed, then the registry's and the control plane's.
+		DeferCleanup(func() { mgr.Kill().Wait(10 * time.Second) })
+		DeferCleanup(func() {
+			By("stopping ocisync manager with SIGTERM")
+			mgr.Terminate()
+			Eventually(mgr).WithTimeout(30*time.Second).Should(gexec.Exit(0),
+				"the manager should exit 0 after SIGTERM; its log is in the spec output")
+			password := reg.Password(GinkgoT(), user)
+			log := string(mgr.Err.Contents()) + string(mgr.Out.Contents())
+			for _, secret := range []string{password, base64.StdEncoding.EncodeToString([]byte(user + ":" + password))} {
+				Expect(log).NotTo(ContainSubstring(secret), "the manager logged the registry credentials")
+			}
+		})
+
+		Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})).To(Succeed())
+	})
+
+	first := []artifactFile{
+		{"app.yaml", "", []byte("replicas: 2\nimage: example/app:1.0\n")},
+		{"rules.yaml", "", []byte("- alert: HighLatency\n  expr: latency_seconds > 0.5\n")},
+		// Every byte value: not UTF-8, so it cannot travel as text.
+		{"payload.bin", "", func() []byte {
+			b := make([]byte, 256)
+			for i := range b {
+				b[i] = byte(i)
+			}
+			return b
+		}()},
+		// Another media type: the sample's selector leaves it out.
+		{"README.md", "text/markdown", []byte("# not published\n")},
+	}
+	// withMediaType gives the files without one the sample's media type.
+	withMediaType := func(files []artifactFile) []artifactFile {
+		out := slices.Clone(files)
+		for i := range out {
+			if out[i].mediaType == "" {
+				out[i].mediaType = s.mediaType
+			}
+		}
+		return out
+	}
+	var firstDigest string
+
+	It("reports CredentialsNotFound while its pull secret is missing", func() {
+		firstDigest = pushFiles(oras, reg, dockerConfig, s.ref, withMediaType(first))
+		Expect(k8s.Create(context.Background(), s.obj)).To(Succeed(), "create the sample Artifact")
+		Eventually(func(g Gomega) {
+			art := &ocisyncv1alpha1.Artifact{}
+			g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(s.obj), art)).To(Succeed())
+			ready := apimeta.FindStatusCondition(art.Status.Conditions, ocisyncv1alpha1.ConditionReady)
+			g.Expect(ready).NotTo(BeNil(), "Artifact has no Ready condition; status: %+v", art.Status)
+			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(ready.Reason).To(Equal(ocisyncv1alpha1.ReasonCredentialsNotFound), "Ready message: %s", ready.Message)
+			g.Expect(ready.Message).To(ContainSubstring(s.pullSecret), "the message should name the missing Secret")
+		}).WithTimeout(syncTimeout).WithPolling(250 * time.Millisecond).Should(Succeed())
+	})
+
+	It("becomes Ready with the pushed files once the pull secret exists", func() {
+		cfg, err := os.ReadFile(dockerConfig)
+		Expect(err).NotTo(HaveOccurred())
+		// What `kubectl create secret docker-registry` makes.
+		Expect(k8s.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: s.pullSecret},
+			Type:       corev1.SecretTypeDockerConfigJson,
+			Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
+		})).To(Succeed())
+
+		art := waitSynced(s.obj.GetName(), firstDigest)
+		want := selected(withMediaType(first), s.mediaType)
+		expectStatus(art, s, firstDigest, want)
+		expectConfigMap(art, s, firstDigest, want)
+	})
+
+	It("follows a new push to the same tag", func() {
+		// app.yaml changes, rules.yaml goes, extra.yaml comes.
+		second := []artifactFile{
+			{"app.yaml", "", []byte("replicas: 3\nimage: example/app:1.1\n")},
+			first[2],
+			{"extra.yaml", "", []byte("feature: on\n")},
+			first[3],
+		}
+		digest := pushFiles(oras, reg, dockerConfig, s.ref, withMediaType(second))
+		Expect(digest).NotTo(Equal(firstDigest))
+
+		art := waitSynced(s.obj.GetName(), digest)
+		want := selected(withMediaType(second), s.mediaType)
+		expectStatus(art, s, digest, want)
+		expectConfigMap(art, s, digest, want)
+	})
+})
