@@ -218,10 +218,10 @@ type Artifact struct {
 	Spec ArtifactSpec `json:"spec"`
 
 	// Status is what was last observed and published. It starts with
-	// observedGeneration -1, so that kstatus reads a new Artifact as in
-	// progress until its first sync.
+	// observedGeneration 0, behind every generation, so that kstatus reads
+	// a new Artifact as in progress until its first sync.
 	// +optional
-	// +kubebuilder:default={observedGeneration: -1}
+	// +kubebuilder:default={observedGeneration: 0}
 	Status ArtifactStatus `json:"status,omitempty"`
 }
 
