@@ -48,7 +48,7 @@ func classify(err error) *syncError {
 		return &syncError{reason: v1alpha1.ReasonTooLarge, stall: true, err: err}
 	case errors.Is(err, oci.ErrDenied), errors.Is(err, oci.ErrUnauthorized):
 		return &syncError{reason: v1alpha1.ReasonAuthenticationFailed, err: err}
-	case errors.Is(err, oci.ErrNotFound):
+	case errors.Is(err, oci.ErrNotFound), errors.Is(err, oci.ErrManifestUnknown), errors.Is(err, oci.ErrBlobUnknown):
 		return &syncError{reason: v1alpha1.ReasonNotFound, err: err}
 	case errors.Is(err, oci.ErrUnsupported):
 		return &syncError{reason: v1alpha1.ReasonSelectorMismatch, stall: true, err: err}
