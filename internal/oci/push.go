@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocisync/ocisync/internal/oci/reference"
+	"github.com/ocisync/ocisync/internal/oci/transport"
 )
 
 // BlobExists reports whether the repository has the blob.
@@ -128,7 +129,7 @@ func uploadLocation(resp *http.Response) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry sent an invalid upload Location: %w", err)
 	}
-	if loc.Scheme != resp.Request.URL.Scheme || loc.Host != resp.Request.URL.Host {
+	if !transport.SameOrigin(loc, resp.Request.URL) {
 		return nil, fmt.Errorf("registry sent an upload Location on another origin (%s://%s); refusing to send content there", loc.Scheme, loc.Host)
 	}
 	return loc, nil

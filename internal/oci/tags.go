@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/ocisync/ocisync/internal/oci/transport"
 )
 
 // maxTagPages bounds pagination so a registry whose Link headers loop
@@ -83,7 +85,7 @@ func nextLink(base *url.URL, values []string) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("invalid Link target %q: %w", target, err)
 			}
-			if u.Scheme != base.Scheme || u.Host != base.Host {
+			if !transport.SameOrigin(u, base) {
 				return "", fmt.Errorf("the registry's next-page link points to another origin (%s://%s); refusing to follow it", u.Scheme, u.Host)
 			}
 			return u.String(), nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ocisync/ocisync/internal/oci/errdef"
+	"github.com/ocisync/ocisync/internal/oci/transport"
 )
 
 // DefaultClientID is the OAuth2 client_id sent when Client.ClientID is empty.
@@ -165,7 +166,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		}
 		// A 401 from another origin (after a redirect) is not a challenge
 		// to answer with this registry's credentials.
-		if resp.Request != nil && resp.Request.URL != nil && !sameOrigin(resp.Request.URL, req.URL) {
+		if resp.Request != nil && resp.Request.URL != nil && !transport.SameOrigin(resp.Request.URL, req.URL) {
 			return resp, nil
 		}
 		next, giveUp, err := c.answer(r, resp, sent)
@@ -351,9 +352,9 @@ func guardRedirects(hc *http.Client, origin *url.URL) *http.Client {
 	cp := *hc
 	prev := hc.CheckRedirect
 	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		crossed := !sameOrigin(req.URL, origin)
+		crossed := !transport.SameOrigin(req.URL, origin)
 		for _, hop := range via {
-			crossed = crossed || !sameOrigin(hop.URL, origin)
+			crossed = crossed || !transport.SameOrigin(hop.URL, origin)
 		}
 		if crossed {
 			req.Header.Del("Authorization")
@@ -367,25 +368,4 @@ func guardRedirects(hc *http.Client, origin *url.URL) *http.Client {
 		return nil
 	}
 	return &cp
-}
-
-// sameOrigin compares scheme, host name (case-insensitively) and port, an
-// omitted port standing for the scheme's default.
-func sameOrigin(a, b *url.URL) bool {
-	return strings.EqualFold(a.Scheme, b.Scheme) &&
-		strings.EqualFold(a.Hostname(), b.Hostname()) &&
-		effectivePort(a) == effectivePort(b)
-}
-
-func effectivePort(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "http":
-		return "80"
-	case "https":
-		return "443"
-	}
-	return ""
 }

@@ -56,9 +56,9 @@ func CheckRedirect(req *http.Request, via []*http.Request) error {
 	// Compare every hop, not just the target, so that a chain that leaves
 	// and then returns to the origin (A -> B -> A) stays stripped: the hop
 	// back to A was chosen by B.
-	crossed := !sameOrigin(orig, req.URL)
+	crossed := !SameOrigin(orig, req.URL)
 	for _, hop := range via[1:] {
-		crossed = crossed || !sameOrigin(orig, hop.URL)
+		crossed = crossed || !SameOrigin(orig, hop.URL)
 	}
 	if crossed {
 		for _, h := range sensitiveHeaders {
@@ -68,9 +68,10 @@ func CheckRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// sameOrigin compares scheme, host name (case-insensitively) and port, with
-// an omitted port standing for the scheme's default.
-func sameOrigin(a, b *url.URL) bool {
+// SameOrigin compares scheme, host name (case-insensitively) and port, with
+// an omitted port standing for the scheme's default. Credentials for one
+// origin must never travel to another.
+func SameOrigin(a, b *url.URL) bool {
 	return strings.EqualFold(a.Scheme, b.Scheme) &&
 		strings.EqualFold(a.Hostname(), b.Hostname()) &&
 		effectivePort(a) == effectivePort(b)
