@@ -219,7 +219,10 @@ func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact) (
 	st.Digest = digest
 	st.ShortDigest = shortDigest(digest)
 	st.Tag = ref.Tag
-	st.ResolvedReference = ref.Name() + ":" + ref.Tag + "@" + digest
+	// String leaves the ":" out for a reference by digest alone.
+	resolved := ref
+	resolved.Digest = desc.Digest
+	st.ResolvedReference = resolved.String()
 	st.ArtifactType = artifactType
 	st.Files = st.Files[:0]
 	for _, l := range layers {

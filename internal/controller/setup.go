@@ -9,6 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -44,11 +45,25 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Artifact{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.ConfigMap{}, builder.WithPredicates(outputDrift)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForSecret)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForServiceAccount)).
 		Named("artifact").
 		Complete(r)
+}
+
+// outputDrift lets through the ConfigMap events that can mean drift:
+// deletions, and updates that leave the content other than what the
+// controller wrote (its checksum annotation). The controller's own creates
+// and updates are left out: the sync they would start reads the Artifact
+// from a cache that may not show the status just written, so it would
+// download and announce the same digest again.
+var outputDrift = predicate.Funcs{
+	CreateFunc: func(event.CreateEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		cm, ok := e.ObjectNew.(*corev1.ConfigMap)
+		return !ok || cm.Annotations[annotationChecksum] != contentChecksum(cm)
+	},
 }
 
 // secretNamesOf lists the Secrets an Artifact names directly.
