@@ -233,7 +233,3 @@ type ArtifactList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Artifact `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Artifact{}, &ArtifactList{})
-}

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/oci"
@@ -171,5 +174,24 @@ func TestShortDigest(t *testing.T) {
 	}
 	if got := shortDigest("odd"); got != "odd" {
 		t.Errorf("shortDigest(odd) = %q", got)
+	}
+}
+
+func TestRetryLimiterIsCappedAtTheDefaultInterval(t *testing.T) {
+	l := retryLimiter()
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "a"}}
+	if first := l.When(req); first != 100*time.Millisecond {
+		t.Errorf("first retry after %v, want 100ms", first)
+	}
+	var last time.Duration
+	for range 40 {
+		last = l.When(req)
+	}
+	if last != defaultInterval {
+		t.Errorf("retry delay after many failures is %v, want it capped at %v", last, defaultInterval)
+	}
+	l.Forget(req)
+	if again := l.When(req); again != 100*time.Millisecond {
+		t.Errorf("after a success the first retry waits %v, want 100ms", again)
 	}
 }

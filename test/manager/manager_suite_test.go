@@ -57,8 +57,11 @@ var _ = BeforeSuite(func() {
 	for _, sub := range []string{"etcd", "apiserver"} {
 		Expect(os.Mkdir(filepath.Join(dir, sub), 0o700)).To(Succeed())
 	}
+	// The manager runs the Artifact controller, which needs its CRD.
 	testEnv := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
 		ControlPlane: envtest.ControlPlane{
 			Etcd:      &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")},
 			APIServer: &envtest.APIServer{CertDir: filepath.Join(dir, "apiserver")},
