@@ -172,6 +172,32 @@ var _ = Describe("Artifact controller", func() {
 			expectPublished(ns, proxy.Host, repo, "v1", d1, m1, m1.Layers, map[string][]byte{"a.txt": []byte("one\n")})
 		})
 
+		It("picks the manifest of spec.platform from an image index, and stalls listing the platforms without one", func() {
+			amd, _ := pushPlain(repo, "", textLayer("arch.txt", "amd64\n"))
+			arm, _ := pushPlain(repo, "", textLayer("arch.txt", "arm64\n"))
+			amd.Platform = &ocispec.Platform{OS: "linux", Architecture: "amd64"}
+			arm.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm64"}
+			idx, err := json.Marshal(ocispec.Index{
+				Versioned: specs.Versioned{SchemaVersion: 2},
+				MediaType: ocispec.MediaTypeImageIndex,
+				Manifests: []ocispec.Descriptor{amd, arm},
+			})
+			Expect(err).NotTo(HaveOccurred())
+			idxDesc, err := repository(plainPusher(), plainRegistry.Host, repo).PushManifest(bg, "v1", ocispec.MediaTypeImageIndex, idx)
+			Expect(err).NotTo(HaveOccurred())
+
+			createArtifact(ns, baseSpec(repo, "v1"))
+			a := waitFailed(ns, v1alpha1.ReasonSelectorMismatch, true)
+			Expect(readyMessage(a)).To(And(ContainSubstring("linux/amd64"), ContainSubstring("linux/arm64")))
+			Expect(getConfigMap(ns, configMapName)).To(BeNil())
+
+			updateSpec(ns, func(s *v1alpha1.ArtifactSpec) { s.Platform = "linux/arm64" })
+			a = waitReady(ns, idxDesc.Digest)
+			Expect(a.Status.Files).To(HaveLen(1))
+			Expect(a.Status.Files[0].Digest).To(Equal(digest.FromString("arm64\n").String()))
+			expectConfigMapHolds(getConfigMap(ns, configMapName), map[string][]byte{"arch.txt": []byte("arm64\n")})
+		})
+
 		It("follows the newest tag within a semver range", func() {
 			descs := map[string]ocispec.Descriptor{}
 			manifests := map[string]ocispec.Manifest{}

@@ -50,7 +50,7 @@ func classify(err error) *syncError {
 		return &syncError{reason: v1alpha1.ReasonAuthenticationFailed, err: err}
 	case errors.Is(err, oci.ErrNotFound), errors.Is(err, oci.ErrManifestUnknown), errors.Is(err, oci.ErrBlobUnknown):
 		return &syncError{reason: v1alpha1.ReasonNotFound, err: err}
-	case errors.Is(err, oci.ErrUnsupported):
+	case errors.Is(err, oci.ErrUnsupported), errors.Is(err, oci.ErrPlatformMismatch):
 		return &syncError{reason: v1alpha1.ReasonSelectorMismatch, stall: true, err: err}
 	}
 	// Network errors, timeouts, rate limits and server errors: the

@@ -30,6 +30,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("x: %w", oci.ErrDenied), v1alpha1.ReasonAuthenticationFailed, false},
 		{fmt.Errorf("x: %w", oci.ErrManifestUnknown), v1alpha1.ReasonNotFound, false},
 		{fmt.Errorf("x: %w", oci.ErrUnsupported), v1alpha1.ReasonSelectorMismatch, true},
+		{fmt.Errorf("x: %w", oci.ErrPlatformMismatch), v1alpha1.ReasonSelectorMismatch, true},
 		{fmt.Errorf("x: %w", oci.ErrTooManyRequests), v1alpha1.ReasonRegistryUnavailable, false},
 		{errors.New("connection refused"), v1alpha1.ReasonRegistryUnavailable, false},
 		{fmt.Errorf("wrapped: %w", stalled(v1alpha1.ReasonInvalidSpec, "bad")), v1alpha1.ReasonInvalidSpec, true},

@@ -319,7 +319,7 @@ func SelectPlatform(idx *Index, want *Platform) (ocispec.Descriptor, error) {
 		if len(idx.Manifests) == 1 {
 			return idx.Manifests[0], nil
 		}
-		return ocispec.Descriptor{}, fmt.Errorf("the reference is an index of %d manifests (%s): choose one with a platform", len(idx.Manifests), strings.Join(offered, ", "))
+		return ocispec.Descriptor{}, fmt.Errorf("the reference is an index of %d manifests (%s): choose one with a platform: %w", len(idx.Manifests), strings.Join(offered, ", "), ErrPlatformMismatch)
 	}
 	for _, d := range idx.Manifests {
 		p := d.Platform
@@ -331,5 +331,5 @@ func SelectPlatform(idx *Index, want *Platform) (ocispec.Descriptor, error) {
 		}
 		return d, nil
 	}
-	return ocispec.Descriptor{}, fmt.Errorf("the index has no manifest for platform %s; it has %s", want, strings.Join(offered, ", "))
+	return ocispec.Descriptor{}, fmt.Errorf("the index has no manifest for platform %s; it has %s: %w", want, strings.Join(offered, ", "), ErrPlatformMismatch)
 }

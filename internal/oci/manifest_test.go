@@ -560,6 +560,9 @@ func TestSelectPlatform(t *testing.T) {
 				if err == nil {
 					t.Fatalf("SelectPlatform = %v, want an error", got.Digest)
 				}
+				if !errors.Is(err, ErrPlatformMismatch) {
+					t.Errorf("error %q does not wrap ErrPlatformMismatch", err)
+				}
 				for _, s := range tt.errContains {
 					if !strings.Contains(err.Error(), s) {
 						t.Errorf("error %q does not mention %q", err, s)

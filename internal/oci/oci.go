@@ -30,6 +30,7 @@ var (
 	ErrSizeMismatch     = errdef.ErrSizeMismatch
 	ErrTooLarge         = errdef.ErrTooLarge
 	ErrUnsupported      = errdef.ErrUnsupported
+	ErrPlatformMismatch = errdef.ErrPlatformMismatch
 )
 
 // Media types beyond those in image-spec.

@@ -28,6 +28,9 @@ var (
 	ErrSizeMismatch     = errors.New("size mismatch")
 	ErrTooLarge         = errors.New("content too large")
 	ErrUnsupported      = errors.New("unsupported")
+	// ErrPlatformMismatch: an index has no manifest for the platform
+	// asked for, or several when none was asked for.
+	ErrPlatformMismatch = errors.New("no manifest for the platform")
 )
 
 // maxErrorBody bounds how much of an error response body is read: error
