@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,12 +11,12 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/oci/auth"
+	"github.com/ocisync/ocisync/test/controlplane"
 	registrytest "github.com/ocisync/ocisync/test/registry"
 )
 
@@ -58,18 +56,6 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	Expect(assets).NotTo(BeEmpty(),
-		"KUBEBUILDER_ASSETS is not set: run make test, which builds etcd and kube-apiserver and sets it")
-	for _, name := range []string{"etcd", "kube-apiserver"} {
-		p := filepath.Join(assets, name)
-		st, err := os.Stat(p)
-		Expect(err).NotTo(HaveOccurred(), "KUBEBUILDER_ASSETS=%q has no usable %s: run make test to build it", assets, name)
-		Expect(st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0).To(BeTrue(),
-			"%s is not an executable file: run make test to build it", p)
-	}
-	Expect(os.Getenv("USE_EXISTING_CLUSTER")).To(Or(BeEmpty(), Equal("false")),
-		"USE_EXISTING_CLUSTER is set: unset it, this suite starts its own control plane")
 
 	// registrytest fails through GinkgoT with "run make test" when its
 	// binaries are missing; its cleanups run through DeferCleanup at the
@@ -84,32 +70,15 @@ var _ = BeforeSuite(func() {
 	proxy = startRegistryProxy(plainRegistry.URL)
 	oras = registrytest.Oras(GinkgoT())
 
-	By("starting etcd and kube-apiserver")
-	dir := GinkgoT().TempDir()
-	for _, sub := range []string{"etcd", "apiserver"} {
-		Expect(os.Mkdir(filepath.Join(dir, sub), 0o700)).To(Succeed())
-	}
-	testEnv := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		ControlPlane: envtest.ControlPlane{
-			Etcd:      &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")},
-			APIServer: &envtest.APIServer{CertDir: filepath.Join(dir, "apiserver")},
-		},
-	}
-	cfg, err := testEnv.Start()
-	Expect(err).NotTo(HaveOccurred(), "start the envtest control plane from %s", assets)
 	// Cleanups run last registered first: the manager stops before the
 	// control plane.
-	DeferCleanup(func() {
-		By("stopping etcd and kube-apiserver")
-		Expect(testEnv.Stop()).To(Succeed())
-	})
+	By("starting etcd and kube-apiserver")
+	cfg := controlplane.Start(GinkgoT()).Config
 
 	scheme = runtime.NewScheme()
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
+	var err error
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
