@@ -29,6 +29,9 @@ type PullOptions struct {
 	// MaxUnpackedBytes bounds each directory layer's extracted size; 0
 	// means DefaultMaxUnpackedBytes.
 	MaxUnpackedBytes int64
+	// Extract also unpacks plain tar and tar+gzip layers that lack ORAS's
+	// unpack annotation, under their title.
+	Extract bool
 }
 
 // Target is what a reference resolved to.
