@@ -104,7 +104,7 @@ fuzz: test-tools build ## Run each Go fuzz target for FUZZTIME (default 30s).
 		for target in $$targets; do \
 			found=1; \
 			echo "fuzzing $$pkg $$target for $(FUZZTIME)"; \
-			$(TEST_ENV) go test -run '^$$' -fuzz "^$$target\$$" -fuzztime "$(FUZZTIME)" "$$pkg"; \
+			$(TEST_ENV) go test -run '^$$' -fuzz "^$$target\$$" -fuzztime "$(FUZZTIME)" -fuzzminimizetime 100x "$$pkg"; \
 		done; \
 	done; \
 	if [ $$found = 0 ]; then echo "no fuzz targets found"; fi

@@ -13,16 +13,25 @@ import (
 	"github.com/ocisync/ocisync/internal/oci/reference"
 )
 
+// Values of pull's --layout flag.
+const (
+	layoutPlain     = "plain"
+	layoutVersioned = "versioned"
+)
+
 func runPull(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pull", flag.ContinueOnError)
 	var rf registryFlags
 	rf.register(fs)
 	mediaType := fs.String("media-type", "", "pull only layers of this media type (default: every layer with a title)")
 	platform := fs.String("platform", "", "os/arch[/variant] to pick from an image index (default: its only entry)")
+	layout := fs.String("layout", layoutPlain, "how DIR is written: \""+layoutPlain+"\" puts the files in DIR; \""+layoutVersioned+"\" treats DIR as a volume root, writes each version to DIR/.ocisync/<digest-hex>/, atomically points the symlink DIR/current at it and keeps only the previous version besides")
+	extract := fs.Bool("extract", false, "also unpack tar and tar+gzip layers that lack ORAS's unpack annotation, into a folder named by their title")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: ocisync pull [flags] REFERENCE DIR")
 		fmt.Fprintln(fs.Output(), "\nWrites each layer of the artifact to DIR under its title and prints the manifest digest last.")
-		fmt.Fprintln(fs.Output(), "DIR is left as it was if anything fails.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "DIR is left as it was if anything fails. With --layout versioned, readers use DIR/current/,")
+		fmt.Fprintln(fs.Output(), "which never shows a half-written version.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
@@ -30,6 +39,10 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() != 2 {
 		fmt.Fprintf(stderr, "ocisync pull: want REFERENCE and DIR, got %d arguments (run 'ocisync pull -h' for usage)\n", fs.NArg())
+		return 2
+	}
+	if *layout != layoutPlain && *layout != layoutVersioned {
+		fmt.Fprintf(stderr, "ocisync pull: --layout is %q; want %q or %q\n", *layout, layoutPlain, layoutVersioned)
 		return 2
 	}
 	ref, err := reference.Parse(fs.Arg(0))
@@ -51,10 +64,16 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := client.Repository(ref).PullToDir(ctx, ref.Reference(), fs.Arg(1), oci.PullOptions{
+	opts := oci.PullOptions{
 		Platform:  plat,
 		MediaType: *mediaType,
-	})
+		Extract:   *extract,
+	}
+	pull := client.Repository(ref).PullToDir
+	if *layout == layoutVersioned {
+		pull = client.Repository(ref).PullToVolume
+	}
+	res, err := pull(ctx, ref.Reference(), fs.Arg(1), opts)
 	if err != nil {
 		return fail(stderr, "pull", err)
 	}

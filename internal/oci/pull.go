@@ -197,12 +197,22 @@ func (r *Repository) writeLayers(ctx context.Context, layers []ocispec.Descripto
 		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 			return nil, fmt.Errorf("creating folder for %s: %w", name, err)
 		}
-		if l.Annotations[AnnotationUnpack] == "true" {
+		// ORAS's annotation marks a directory whose entries carry the title
+		// as prefix; Extract also unpacks other tar layers, whose entries
+		// are relative to the title's folder.
+		unpack := l.Annotations[AnnotationUnpack] == "true"
+		extract := !unpack && opts.Extract && isTarMediaType(l.MediaType)
+		if unpack || extract {
 			limit := opts.MaxUnpackedBytes
 			if limit <= 0 {
 				limit = DefaultMaxUnpackedBytes
 			}
-			if err := unpackDirectory(blobPath, dest, name, l.Annotations[AnnotationContentDigest], limit); err != nil {
+			if unpack {
+				err = unpackDirectory(blobPath, dest, name, l.Annotations[AnnotationContentDigest], limit)
+			} else {
+				err = extractTarLayer(blobPath, dest, limit)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("%s: unpacking layer %s (%s): %w", r, l.Digest, name, err)
 			}
 			_ = os.Remove(blobPath)

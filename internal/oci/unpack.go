@@ -2,10 +2,12 @@ package oci
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,11 +20,30 @@ import (
 // of millions of empty files would exhaust inodes within any byte limit.
 var maxUnpackEntries = 100000
 
-// unpackDirectory extracts the tar+gzip at blobPath, a directory layer
-// titled name, into dest. ORAS writes its entries as name/..., so every
-// entry must be name or below it; anything that would land outside dest —
-// by path, symlink or hard link — is refused, as are more than limit bytes
-// of content. When tarDigest is set, the uncompressed tar must match it.
+// isTarMediaType reports whether a layer of mediaType is a tar archive,
+// plain or gzip-compressed, that PullOptions.Extract unpacks. The content
+// is sniffed when unpacking, so this only decides which layers to try.
+func isTarMediaType(mediaType string) bool {
+	mt, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(mediaType)), ";")
+	mt = strings.TrimSpace(mt)
+	for _, suffix := range []string{"+gzip", ".gzip", ".gz"} {
+		if s, ok := strings.CutSuffix(mt, suffix); ok {
+			mt = s
+			break
+		}
+	}
+	// Covers the OCI and Docker layer types (…v1.tar, …diff.tar), Flux's
+	// …content.v1.tar, and generic application/x-tar.
+	return strings.HasSuffix(mt, ".tar") || strings.HasSuffix(mt, "+tar") ||
+		mt == "application/tar" || mt == "application/x-tar"
+}
+
+// unpackDirectory extracts the tar or tar+gzip at blobPath, a directory
+// layer titled name, into dest. ORAS writes its entries as name/..., so
+// every entry must be name or below it; anything that would land outside
+// dest — by path, symlink or hard link — is refused, as are more than limit
+// bytes of content. When tarDigest is set, the uncompressed tar must match
+// it.
 func unpackDirectory(blobPath, dest, name, tarDigest string, limit int64) error {
 	var want digest.Digest
 	if tarDigest != "" {
@@ -31,27 +52,65 @@ func unpackDirectory(blobPath, dest, name, tarDigest string, limit int64) error 
 			return fmt.Errorf("annotation %s is not a valid digest: %w", AnnotationContentDigest, err)
 		}
 	}
+	return unpackArchive(blobPath, dest, filepath.ToSlash(name), want, limit)
+}
+
+// extractTarLayer extracts the tar or tar+gzip at blobPath into dest, with
+// entries relative to dest (a leading "./" is fine), as Flux does for
+// layers without ORAS's annotations. The same refusals and limits as
+// unpackDirectory apply.
+func extractTarLayer(blobPath, dest string, limit int64) error {
+	return unpackArchive(blobPath, dest, "", "", limit)
+}
+
+// unpackArchive does the work of both: prefix is the folder every entry
+// must be in ("" for none).
+func unpackArchive(blobPath, dest, prefix string, want digest.Digest, limit int64) (err error) {
+	// A refused archive may have left links that lead out: remove what
+	// this call made, so no caller can trip over it.
+	if _, statErr := os.Lstat(dest); errors.Is(statErr, fs.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				_ = os.RemoveAll(dest)
+			}
+		}()
+	}
 	f, err := os.Open(blobPath)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return fmt.Errorf("layer is not gzip: %w", err)
-	}
-	defer gz.Close()
 
-	var stream io.Reader = gz
+	// Sniff rather than trust the media type: ORAS and Flux both publish
+	// tar+gzip, but plain tar layers exist too.
+	br := bufio.NewReader(f)
+	var stream io.Reader = br
+	compressed := false
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("layer is not valid gzip: %w", err)
+		}
+		defer gz.Close()
+		stream, compressed = gz, true
+	}
 	var verifier digest.Verifier
 	if want != "" {
 		verifier = want.Verifier()
-		stream = io.TeeReader(gz, verifier)
+		stream = io.TeeReader(stream, verifier)
 	}
-	u := &unpacker{dest: dest, prefix: filepath.ToSlash(name), budget: limit, links: map[string]bool{}}
+
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
 	}
+	// Every change goes through an os.Root, so even a check missed below
+	// cannot make the kernel write outside dest.
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	u := &unpacker{root: root, dest: dest, prefix: prefix, budget: limit, links: map[string]bool{}}
 	tr := tar.NewReader(stream)
 	for entries := 0; ; entries++ {
 		hdr, err := tr.Next()
@@ -62,6 +121,9 @@ func unpackDirectory(blobPath, dest, name, tarDigest string, limit int64) error 
 			return fmt.Errorf("the directory has more than %d entries: %w", maxUnpackEntries, ErrTooLarge)
 		}
 		if err != nil {
+			if entries == 0 && !compressed {
+				return fmt.Errorf("layer is neither gzip-compressed nor a tar archive: %w", err)
+			}
 			return fmt.Errorf("reading tar: %w", err)
 		}
 		if err := u.extract(hdr, tr); err != nil {
@@ -89,22 +151,40 @@ func unpackDirectory(blobPath, dest, name, tarDigest string, limit int64) error 
 }
 
 type unpacker struct {
+	root   *os.Root
 	dest   string
-	prefix string
-	budget int64
-	links  map[string]bool // relative paths of symlinks created so far
+	prefix string // "" when entries are relative to dest itself
+	budget int64  // content bytes still allowed
+	links  map[string]bool
+}
+
+// where names the folder entries must be in, for error messages.
+func (u *unpacker) where() string {
+	if u.prefix == "" {
+		return "layer's folder"
+	}
+	return fmt.Sprintf("directory %q", u.prefix)
 }
 
 // rel maps a tar entry name to a clean slash path relative to dest, or
 // fails if it is not the directory itself or below it.
 func (u *unpacker) rel(entry string) (string, error) {
 	clean := path.Clean(strings.TrimPrefix(entry, "./"))
-	if clean == u.prefix {
+	rest := clean
+	if u.prefix != "" {
+		if clean == u.prefix {
+			return ".", nil
+		}
+		var ok bool
+		if rest, ok = strings.CutPrefix(clean, u.prefix+"/"); !ok {
+			rest = "/" // fails below
+		}
+	}
+	if rest == "." {
 		return ".", nil
 	}
-	rest, ok := strings.CutPrefix(clean, u.prefix+"/")
-	if !ok || !filepath.IsLocal(filepath.FromSlash(rest)) {
-		return "", fmt.Errorf("tar entry %q is outside the directory %q; refusing to extract it", entry, u.prefix)
+	if !filepath.IsLocal(filepath.FromSlash(rest)) || strings.ContainsRune(rest, 0) {
+		return "", fmt.Errorf("tar entry %q is outside the %s; refusing to extract it", entry, u.where())
 	}
 	return rest, nil
 }
@@ -120,7 +200,62 @@ func (u *unpacker) checkParents(rel string) error {
 	return nil
 }
 
+// typeName names tar entry types that are refused.
+func typeName(flag byte) string {
+	switch flag {
+	case tar.TypeChar:
+		return "a character device"
+	case tar.TypeBlock:
+		return "a block device"
+	case tar.TypeFifo:
+		return "a named pipe (fifo)"
+	case tar.TypeCont:
+		return "a contiguous file"
+	}
+	return fmt.Sprintf("of unknown type %q", flag)
+}
+
+// clear makes way for a new non-folder entry at rel: an earlier file or
+// link of that name is removed (later entries win, as with tar), but a
+// folder is not replaced, since what is below it came from this archive.
+func (u *unpacker) clear(name, rel string) error {
+	fi, err := u.root.Lstat(filepath.FromSlash(rel))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("extracting %s: %w", name, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("tar entry %q would replace a folder an earlier entry made; refusing to extract it", name)
+	}
+	delete(u.links, rel)
+	if err := u.root.Remove(filepath.FromSlash(rel)); err != nil {
+		return fmt.Errorf("replacing %s: %w", name, err)
+	}
+	return nil
+}
+
+func (u *unpacker) mkdirParent(name, rel string) error {
+	if dir := path.Dir(rel); dir != "." {
+		if err := u.root.MkdirAll(filepath.FromSlash(dir), 0o755); err != nil {
+			return fmt.Errorf("creating the folder for %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 func (u *unpacker) extract(hdr *tar.Header, r io.Reader) error {
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader:
+		// Metadata only (git archive writes one); nothing to extract.
+		return nil
+	case tar.TypeDir, tar.TypeReg, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink:
+	default:
+		// Devices, fifos and the like have no place in an artifact, and
+		// skipping them silently would hide a broken or hostile archive.
+		return fmt.Errorf("tar entry %q is %s; only files, folders and links can be extracted: %w", hdr.Name, typeName(hdr.Typeflag), ErrUnsupported)
+	}
 	rel, err := u.rel(hdr.Name)
 	if err != nil {
 		return err
@@ -128,52 +263,88 @@ func (u *unpacker) extract(hdr *tar.Header, r io.Reader) error {
 	if err := u.checkParents(rel); err != nil {
 		return err
 	}
-	if rel == "." && hdr.Typeflag != tar.TypeDir {
-		// A link or file in place of the folder itself would make the
-		// paths below it lead elsewhere.
-		return fmt.Errorf("tar entry %q is the directory %q itself but is not a folder; refusing to extract it", hdr.Name, u.prefix)
+	if rel == "." {
+		if hdr.Typeflag != tar.TypeDir {
+			// A link or file in place of the folder itself would make
+			// the paths below it lead elsewhere.
+			return fmt.Errorf("tar entry %q is the %s itself but is not a folder; refusing to extract it", hdr.Name, u.where())
+		}
+		return nil
 	}
-	target := filepath.Join(u.dest, filepath.FromSlash(rel))
-	mode := os.FileMode(0o644)
-	if hdr.Mode&0o111 != 0 {
-		mode = 0o755
-	}
+	local := filepath.FromSlash(rel)
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		return os.MkdirAll(target, 0o755)
-	case tar.TypeReg:
+		if u.links[rel] {
+			return fmt.Errorf("tar entry %q is a folder in place of an earlier symbolic link; refusing to extract it", hdr.Name)
+		}
+		if fi, err := u.root.Lstat(local); err == nil && !fi.IsDir() {
+			return fmt.Errorf("tar entry %q is a folder in place of an earlier file; refusing to extract it", hdr.Name)
+		}
+		if err := u.root.MkdirAll(local, 0o755); err != nil {
+			return fmt.Errorf("creating folder %s: %w", hdr.Name, err)
+		}
+		return nil
+	case tar.TypeReg, tar.TypeGNUSparse:
+		// Refuse before writing: a sparse or lying header may claim far
+		// more than the archive holds.
 		if hdr.Size > u.budget {
-			return fmt.Errorf("the directory expands to more than the limit of unpacked bytes: %w", ErrTooLarge)
+			return fmt.Errorf("tar entry %q (%d bytes) takes the directory over the limit of unpacked bytes: %w", hdr.Name, hdr.Size, ErrTooLarge)
 		}
-		u.budget -= hdr.Size
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		if err := u.mkdirParent(hdr.Name, rel); err != nil {
 			return err
 		}
-		_ = os.Remove(target) // a later entry of the same name replaces an earlier one
-		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+		if err := u.clear(hdr.Name, rel); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if hdr.Mode&0o111 != 0 {
+			mode = 0o755
+		}
+		// O_EXCL: never open (and follow) anything already there.
+		f, err := u.root.OpenFile(local, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 		if err != nil {
-			return err
+			return fmt.Errorf("extracting %s: %w", hdr.Name, err)
 		}
-		if _, err := io.Copy(f, r); err != nil {
+		// Count what is actually written, not what the header says.
+		n, err := io.Copy(f, io.LimitReader(r, u.budget+1))
+		u.budget -= n
+		if err != nil {
 			f.Close()
 			return fmt.Errorf("extracting %s: %w", hdr.Name, err)
 		}
-		return f.Close()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("extracting %s: %w", hdr.Name, err)
+		}
+		if u.budget < 0 {
+			return fmt.Errorf("tar entry %q takes the directory over the limit of unpacked bytes: %w", hdr.Name, ErrTooLarge)
+		}
+		if n != hdr.Size {
+			return fmt.Errorf("tar entry %q holds %d bytes but its header says %d: %w", hdr.Name, n, hdr.Size, ErrSizeMismatch)
+		}
+		return nil
 	case tar.TypeSymlink:
+		if hdr.Linkname == "" {
+			return fmt.Errorf("tar entry %q is a symbolic link with no target; refusing to extract it", hdr.Name)
+		}
 		if path.IsAbs(hdr.Linkname) {
 			return fmt.Errorf("tar entry %q is a symbolic link to the absolute path %q; refusing to extract it", hdr.Name, hdr.Linkname)
 		}
 		resolved := path.Join(path.Dir(rel), hdr.Linkname)
-		if !filepath.IsLocal(filepath.FromSlash(resolved)) {
-			return fmt.Errorf("tar entry %q is a symbolic link that points outside the directory; refusing to extract it", hdr.Name)
+		if !filepath.IsLocal(filepath.FromSlash(resolved)) || strings.ContainsRune(hdr.Linkname, 0) {
+			return fmt.Errorf("tar entry %q is a symbolic link that points outside the %s; refusing to extract it", hdr.Name, u.where())
 		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		if err := u.mkdirParent(hdr.Name, rel); err != nil {
 			return err
 		}
-		_ = os.Remove(target)
+		if err := u.clear(hdr.Name, rel); err != nil {
+			return err
+		}
 		u.links[rel] = true
-		return os.Symlink(hdr.Linkname, target)
-	case tar.TypeLink:
+		if err := u.root.Symlink(hdr.Linkname, local); err != nil {
+			return fmt.Errorf("extracting %s: %w", hdr.Name, err)
+		}
+		return nil
+	default: // tar.TypeLink
 		linkRel, err := u.rel(hdr.Linkname)
 		if err != nil {
 			return err
@@ -181,17 +352,21 @@ func (u *unpacker) extract(hdr *tar.Header, r io.Reader) error {
 		if err := u.checkParents(linkRel); err != nil || u.links[linkRel] {
 			return fmt.Errorf("tar entry %q is a hard link through a symbolic link; refusing to extract it", hdr.Name)
 		}
-		src := filepath.Join(u.dest, filepath.FromSlash(linkRel))
-		if fi, err := os.Lstat(src); err != nil || !fi.Mode().IsRegular() {
+		if linkRel == rel {
+			return fmt.Errorf("tar entry %q is a hard link to itself; refusing to extract it", hdr.Name)
+		}
+		if fi, err := u.root.Lstat(filepath.FromSlash(linkRel)); err != nil || !fi.Mode().IsRegular() {
 			return fmt.Errorf("tar entry %q is a hard link to %q, which is not a file extracted before it", hdr.Name, hdr.Linkname)
 		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		if err := u.mkdirParent(hdr.Name, rel); err != nil {
 			return err
 		}
-		_ = os.Remove(target)
-		return os.Link(src, target)
-	default:
-		// Devices, fifos and the like have no place in an artifact.
+		if err := u.clear(hdr.Name, rel); err != nil {
+			return err
+		}
+		if err := u.root.Link(filepath.FromSlash(linkRel), local); err != nil {
+			return fmt.Errorf("extracting %s: %w", hdr.Name, err)
+		}
 		return nil
 	}
 }
@@ -215,13 +390,13 @@ func (u *unpacker) resolveInside(rel string) error {
 			continue
 		case "..":
 			if len(at) == 0 {
-				return fmt.Errorf("the symbolic link %q leads outside the directory through other links; refusing to extract it", rel)
+				return fmt.Errorf("the symbolic link %q leads outside the %s through other links; refusing to extract it", rel, u.where())
 			}
 			at = at[:len(at)-1]
 			continue
 		}
-		p := filepath.Join(u.dest, filepath.Join(at...), c)
-		fi, err := os.Lstat(p)
+		p := filepath.Join(append(append([]string{}, at...), c)...)
+		fi, err := u.root.Lstat(p)
 		if err != nil {
 			return nil
 		}
@@ -232,7 +407,7 @@ func (u *unpacker) resolveInside(rel string) error {
 		if hops++; hops > maxLinkHops {
 			return fmt.Errorf("the symbolic link %q is part of a loop of links; refusing to extract it", rel)
 		}
-		target, err := os.Readlink(p)
+		target, err := u.root.Readlink(p)
 		if err != nil {
 			return err
 		}
