@@ -70,7 +70,7 @@ check: vet ## Run go vet, then fail if any Go file is not gofmt-formatted.
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.
-	"$(GOLANGCI_LINT)" run
+	"$(GOLANGCI_LINT)" run --allow-parallel-runners
 
 .PHONY: lint-fix
 lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.

@@ -132,16 +132,9 @@ func (r *Repository) PullToDir(ctx context.Context, ref, dir string, opts PullOp
 	if err != nil {
 		return nil, err
 	}
-	layers, err := SelectLayers(t.Manifest, opts.MediaType)
+	layers, err := r.pullLayers(t, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%s@%s: %w", r, t.Descriptor.Digest, err)
-	}
-	var total int64
-	for _, l := range layers {
-		total += l.Size
-	}
-	if opts.MaxBytes > 0 && total > opts.MaxBytes {
-		return nil, fmt.Errorf("%s@%s: the selected layers hold %d bytes, over the %d-byte limit: %w", r, t.Descriptor.Digest, total, opts.MaxBytes, ErrTooLarge)
+		return nil, err
 	}
 
 	dir = filepath.Clean(dir)
@@ -167,6 +160,23 @@ func (r *Repository) PullToDir(ctx context.Context, ref, dir string, opts PullOp
 		res.Files = append(res.Files, filepath.ToSlash(it.name))
 	}
 	return res, nil
+}
+
+// pullLayers selects the layers to pull and checks them against
+// opts.MaxBytes before anything is downloaded.
+func (r *Repository) pullLayers(t *Target, opts PullOptions) ([]ocispec.Descriptor, error) {
+	layers, err := SelectLayers(t.Manifest, opts.MediaType)
+	if err != nil {
+		return nil, fmt.Errorf("%s@%s: %w", r, t.Descriptor.Digest, err)
+	}
+	var total int64
+	for _, l := range layers {
+		total += l.Size
+	}
+	if opts.MaxBytes > 0 && total > opts.MaxBytes {
+		return nil, fmt.Errorf("%s@%s: the selected layers hold %d bytes, over the %d-byte limit: %w", r, t.Descriptor.Digest, total, opts.MaxBytes, ErrTooLarge)
+	}
+	return layers, nil
 }
 
 type pulledItem struct {

@@ -49,22 +49,17 @@ func (r *Repository) PullToVolume(ctx context.Context, ref, root string, opts Pu
 	if err != nil {
 		return nil, err
 	}
-	layers, err := SelectLayers(t.Manifest, opts.MediaType)
+	layers, err := r.pullLayers(t, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%s@%s: %w", r, t.Descriptor.Digest, err)
+		return nil, err
 	}
-	var total int64
 	res := &PullResult{Target: t}
 	for _, l := range layers {
-		total += l.Size
 		name, err := ValidateTitle(l.Annotations[AnnotationTitle])
 		if err != nil {
 			return nil, fmt.Errorf("%s: layer %s: %w", r, l.Digest, err)
 		}
 		res.Files = append(res.Files, filepath.ToSlash(name))
-	}
-	if opts.MaxBytes > 0 && total > opts.MaxBytes {
-		return nil, fmt.Errorf("%s@%s: the selected layers hold %d bytes, over the %d-byte limit: %w", r, t.Descriptor.Digest, total, opts.MaxBytes, ErrTooLarge)
 	}
 
 	hex := t.Root.Digest.Encoded()
