@@ -173,9 +173,13 @@ func responseError(resp *http.Response, notFound error) error {
 	defer drainClose(resp.Body)
 	rerr := errdef.NewResponseError(resp)
 	switch {
-	case resp.StatusCode == http.StatusNotFound && notFound != nil && !errors.Is(rerr, notFound):
-		// HEAD responses and terse registries carry no error code.
-		return fmt.Errorf("%w: %w", notFound, rerr)
+	case resp.StatusCode == http.StatusNotFound:
+		const hint = " (check that the repository and the tag or digest exist on this registry)"
+		if notFound != nil && !errors.Is(rerr, notFound) {
+			// HEAD responses and terse registries carry no error code.
+			return fmt.Errorf("%w: %w"+hint, notFound, rerr)
+		}
+		return fmt.Errorf("%w"+hint, rerr)
 	case resp.StatusCode == http.StatusUnauthorized && insufficientScope(resp.Header):
 		// Authenticated, but the token does not grant what was asked.
 		return fmt.Errorf("%w: %w (the credentials lack permission for this operation on this repository)", ErrDenied, rerr)

@@ -116,6 +116,9 @@ func TestManifest404Sentinels(t *testing.T) {
 	if !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not contain %q", err, want)
 	}
+	if !strings.Contains(err.Error(), "check that the repository and the tag or digest exist") {
+		t.Errorf("error %q does not say what to check", err)
+	}
 	_, err = r.FetchBlob(context.Background(), ocispec.Descriptor{Digest: digest.FromString("x"), Size: 1}, 0)
 	if !errors.Is(err, ErrBlobUnknown) || !errors.Is(err, ErrNotFound) || errors.Is(err, ErrManifestUnknown) {
 		t.Errorf("FetchBlob of a missing blob: %v", err)
