@@ -84,6 +84,10 @@ TEST_ENV = KUBEBUILDER_ASSETS="$(abspath $(ENVTEST_ASSETS))" \
 	OCISYNC_TEST_ORAS="$(abspath $(ORAS))" \
 	OCISYNC_TEST_BIN="$(abspath $(LOCALBIN)/ocisync)"
 
+.PHONY: test-env
+test-env: ## Print the test environment as shell exports, for running go test by hand: eval "$$(make -s test-env)".
+	@for kv in $(TEST_ENV); do echo "export $$kv"; done
+
 .PHONY: test
 test: check lint test-tools build ## Check formatting, vet and lint, build the test tools once, then run every test (what CI runs).
 	$(TEST_ENV) go test $(RACE) $(GOTEST_FLAGS) ./...

@@ -108,8 +108,12 @@ type ArtifactSpec struct {
 	// +optional
 	ConfigMap *ConfigMapOutput `json:"configMap,omitempty"`
 
-	// Volume publishes the files into a PersistentVolumeClaim. Reserved:
-	// not implemented yet.
+	// Volume publishes the files into a PersistentVolumeClaim, for
+	// artifacts too large for a ConfigMap and for directories. A sync Job
+	// in the Artifact's namespace pulls each new digest into
+	// .ocisync/<digest-hex>/ on the claim and then atomically repoints the
+	// symlink current at it, so readers that mount the claim and read
+	// current/ never see half a version.
 	// +optional
 	Volume *VolumeOutput `json:"volume,omitempty"`
 }
@@ -127,10 +131,42 @@ type ConfigMapOutput struct {
 // VolumeOutput names the PersistentVolumeClaim the files go into.
 type VolumeOutput struct {
 	// ClaimName of the PersistentVolumeClaim, in the Artifact's namespace.
+	// The sync Job mounts it read-write, so a ReadWriteOnce claim works
+	// only while its readers run on the node the Job lands on; prefer
+	// ReadWriteMany when readers are spread out.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ClaimName string `json:"claimName"`
+
+	// SubPath is a folder inside the claim to sync into, such as
+	// "models/bert"; empty means the claim's root. It is relative and
+	// must not contain "..". Readers mount the claim with the same
+	// subPath and read current/.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="subPath must be relative to the claim's root: drop the leading /"
+	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(p, p == '..')",message="subPath must not contain .. segments"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[\\\\x00-\\\\x1f]')",message="subPath must not contain control characters"
+	SubPath string `json:"subPath,omitempty"`
+
+	// Extract also unpacks layers that are plain tar or tar+gzip archives
+	// without ORAS's unpack annotation, into a folder named by the
+	// layer's title. Directories pushed by ORAS (annotated
+	// io.deis.oras.content.unpack) are unpacked either way. Unpacking
+	// refuses absolute paths, "..", links that lead outside, and device
+	// files, and stops at maxUnpackedSize.
+	// +optional
+	Extract bool `json:"extract,omitempty"`
+
+	// MaxUnpackedSize bounds the bytes each directory layer may expand to
+	// when unpacked (spec.maxSize bounds the layers as downloaded), so
+	// that a decompression bomb fails the sync instead of filling the
+	// claim. Archives of more than 100000 entries are refused as well.
+	// +optional
+	// +kubebuilder:default="1Gi"
+	MaxUnpackedSize *resource.Quantity `json:"maxUnpackedSize,omitempty"`
 }
 
 // ArtifactFile is one published file.
@@ -197,6 +233,31 @@ type ArtifactStatus struct {
 	// LastSyncTime is when the output was last written.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+
+	// Volume reports the volume output: the digest live on the claim and
+	// the sync Job, which may be pulling a newer one.
+	// +optional
+	Volume *VolumeStatus `json:"volume,omitempty"`
+}
+
+// VolumeStatus is the state of the volume output.
+type VolumeStatus struct {
+	// LiveDigest is the manifest digest that current/ points at on the
+	// claim: the one the last successful sync Job published. The
+	// previous version stays live while a newer one syncs, and when a
+	// sync fails.
+	// +optional
+	LiveDigest string `json:"liveDigest,omitempty"`
+
+	// SyncDigest is the digest being synced: set while a sync Job runs,
+	// and after it failed, until a sync succeeds.
+	// +optional
+	SyncDigest string `json:"syncDigest,omitempty"`
+
+	// Job is the name of the latest sync Job, in the Artifact's
+	// namespace. Finished Jobs are deleted after the manager's Job TTL.
+	// +optional
+	Job string `json:"job,omitempty"`
 }
 
 // Artifact syncs an OCI artifact (files in an OCI registry, as ORAS
@@ -207,6 +268,7 @@ type ArtifactStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.status.shortDigest`
 // +kubebuilder:printcolumn:name="Reference",type=string,JSONPath=`.spec.reference`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Artifact struct {
 	metav1.TypeMeta `json:",inline"`

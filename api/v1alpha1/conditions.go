@@ -21,7 +21,7 @@ const (
 	// ReasonSuspended: spec.suspend is true.
 	ReasonSuspended = "Suspended"
 	// ReasonInvalidSpec: the spec cannot work (for example a bad semver
-	// range or platform, or the reserved volume output).
+	// range or platform).
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonInvalidReference: spec.reference does not parse.
 	ReasonInvalidReference = "InvalidReference"
@@ -49,6 +49,9 @@ const (
 	ReasonOutputConflict = "OutputConflict"
 	// ReasonOutputFailed: writing the output failed.
 	ReasonOutputFailed = "OutputFailed"
+	// ReasonSyncJobFailed: the Job that syncs a volume failed; the
+	// message holds the Job's failure reason and the tail of its log.
+	ReasonSyncJobFailed = "SyncJobFailed"
 )
 
 // Well-known labels and annotations on published objects.

@@ -9,10 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -29,6 +33,8 @@ type managerOptions struct {
 	leaderElect             bool
 	leaderElectionID        string
 	leaderElectionNamespace string
+	syncImage               string
+	syncJobTTL              time.Duration
 	zap                     zap.Options
 }
 
@@ -43,6 +49,10 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"name of the Lease used for leader election")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "",
 		"namespace of the leader election Lease; empty means the manager's own namespace when running in a cluster")
+	fs.StringVar(&o.syncImage, "sync-image", "",
+		"image of the Jobs that sync volume outputs; it must run ocisync as its entrypoint (default: the manager's own image, found through the POD_NAME and POD_NAMESPACE environment variables)")
+	fs.DurationVar(&o.syncJobTTL, "sync-job-ttl", controller.DefaultSyncJobTTL,
+		"how long finished sync Jobs are kept for inspection before Kubernetes deletes them")
 	// --kubeconfig, with controller-runtime's usual precedence: the flag,
 	// then $KUBECONFIG, then the in-cluster config, then ~/.kube/config.
 	config.RegisterFlags(fs)
@@ -91,8 +101,14 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	if opts.syncJobTTL < time.Second {
+		fmt.Fprintf(stderr, "ocisync manager: --sync-job-ttl is %s; give at least 1s\n", opts.syncJobTTL)
+		return 2
+	}
+
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
+		Cache:                   controller.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
 		HealthProbeBindAddress:  opts.probeAddr,
 		LeaderElection:          opts.leaderElect,
@@ -108,7 +124,15 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	if err := setupControllers(mgr); err != nil {
+	if opts.syncImage == "" {
+		img, err := ownImage(context.Background(), mgr.GetAPIReader())
+		if err != nil {
+			setupLog.Info("no image for sync Jobs: Artifacts with a volume output will fail until the manager runs with --sync-image", "reason", err.Error())
+		} else {
+			opts.syncImage = img
+		}
+	}
+	if err := setupControllers(mgr, opts); err != nil {
 		fmt.Fprintf(stderr, "ocisync manager: cannot set up the controllers: %v\n", err)
 		return 1
 	}
@@ -128,7 +152,8 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	setupLog.Info("starting manager", "version", Version, "apiServer", restConfig.Host,
-		"leaderElection", opts.leaderElect, "healthProbeAddress", opts.probeAddr, "metricsAddress", opts.metricsAddr)
+		"leaderElection", opts.leaderElect, "healthProbeAddress", opts.probeAddr, "metricsAddress", opts.metricsAddr,
+		"syncImage", opts.syncImage)
 	if err := mgr.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "ocisync manager: the controller manager stopped with an error: %v\n", err)
 		return 1
@@ -150,12 +175,37 @@ func managerScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
+// ownImage finds the image of the Pod the manager runs in, named by the
+// downward API variables POD_NAMESPACE and POD_NAME: the container named
+// "manager", or the Pod's only container.
+func ownImage(ctx context.Context, reader client.Reader) (string, error) {
+	ns, name := os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
+	if ns == "" || name == "" {
+		return "", errors.New("POD_NAMESPACE and POD_NAME are not set (config/manager sets them from the downward API)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	pod := &corev1.Pod{}
+	if err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
+		return "", fmt.Errorf("reading the manager's Pod %s/%s: %w", ns, name, err)
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == "manager" || len(pod.Spec.Containers) == 1 {
+			return c.Image, nil
+		}
+	}
+	return "", fmt.Errorf("the manager's Pod %s/%s has no container named \"manager\"", ns, name)
+}
+
 // setupControllers registers the reconcilers with the manager.
-func setupControllers(mgr ctrl.Manager) error {
+func setupControllers(mgr ctrl.Manager, opts managerOptions) error {
 	if err := (&controller.ArtifactReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("ocisync"),
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Scheme:     mgr.GetScheme(),
+		Recorder:   mgr.GetEventRecorder("ocisync"),
+		SyncImage:  opts.syncImage,
+		SyncJobTTL: opts.syncJobTTL,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Artifact controller: %w", err)
 	}

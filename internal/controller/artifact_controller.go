@@ -45,15 +45,30 @@ type ArtifactReconciler struct {
 	// keyed by registry, scope and credential, so Artifacts of different
 	// namespaces never share one. Nil gives the reconciler its own.
 	TokenCache *auth.TokenCache
+	// APIReader reads what the manager does not cache (the Pods of a
+	// failed sync Job). Nil reads through Client.
+	APIReader client.Reader
+	// SyncImage is the image of sync Jobs, which run `ocisync pull`.
+	// Volume outputs fail with a clear message while it is empty.
+	SyncImage string
+	// SyncJobTTL is how long finished sync Jobs are kept; 0 means
+	// DefaultSyncJobTTL.
+	SyncJobTTL time.Duration
 
 	clients httpClients
 }
 
 // +kubebuilder:rbac:groups=ocisync.io,resources=artifacts,verbs=get;list;watch
 // +kubebuilder:rbac:groups=ocisync.io,resources=artifacts/status,verbs=get;update;patch
+// Owner references that block the owner's deletion need this where the
+// OwnerReferencesPermissionEnforcement admission plugin runs.
+// +kubebuilder:rbac:groups=ocisync.io,resources=artifacts/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 
 // Reconcile runs one sync of an Artifact: check the spec, build the
 // registry client, resolve the reference, and when the digest is new or the
@@ -89,14 +104,21 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		base = obj.DeepCopy()
 	}
 
-	published, err := r.sync(ctx, obj)
+	published, wait, err := r.sync(ctx, obj)
 	if err != nil {
 		se := classify(err)
 		r.markFailed(obj, se)
-		if se.stall {
+		switch {
+		case se.stall:
 			return ctrl.Result{}, nil
+		case se.retryAfter > 0:
+			return ctrl.Result{RequeueAfter: se.retryAfter}, nil
 		}
 		return ctrl.Result{}, err
+	}
+	if wait != nil {
+		markPending(obj, wait.message)
+		return ctrl.Result{RequeueAfter: wait.requeue}, nil
 	}
 	markReady(obj)
 	if published {
@@ -106,12 +128,23 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 }
 
 // sync does the work and records what it published in obj.Status. It
-// reports whether a new digest was published.
-func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact) (bool, error) {
-	spec := &obj.Spec
-	if spec.Volume != nil {
-		return false, stalled(v1alpha1.ReasonInvalidSpec, "spec.volume is not supported yet; use spec.configMap, or neither to only resolve the digest")
+// reports whether a new digest was published, or, for the volume output,
+// what the sync waits for.
+func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact) (bool, *pending, error) {
+	published, err := r.syncSteps(ctx, obj)
+	if p := (*pendingError)(nil); errors.As(err, &p) {
+		return false, p.pending, nil
 	}
+	return published, nil, err
+}
+
+// pendingError carries a pending sync out of syncSteps' error path.
+type pendingError struct{ *pending }
+
+func (p *pendingError) Error() string { return p.message }
+
+func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifact) (bool, error) {
+	spec := &obj.Spec
 	var platform *oci.Platform
 	if spec.Platform != "" {
 		p, err := oci.ParsePlatform(spec.Platform)
@@ -132,7 +165,7 @@ func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact) (
 	if err != nil {
 		return false, stalled(v1alpha1.ReasonInvalidReference, "spec.reference: %w", err)
 	}
-	client, err := r.registryClient(ctx, obj)
+	client, access, err := r.registryClient(ctx, obj)
 	if err != nil {
 		return false, err
 	}
@@ -195,6 +228,25 @@ func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact) (
 		return false, stalled(v1alpha1.ReasonTooLarge, "%s: the selected layers hold %d bytes, over spec.maxSize (%d bytes); raise spec.maxSize or select fewer layers", ref, total, limit)
 	}
 
+	// String leaves the ":" out for a reference by digest alone.
+	resolved := ref
+	resolved.Digest = desc.Digest
+
+	if spec.Volume != nil {
+		wait, err := r.syncVolume(ctx, obj, resolved, access)
+		if err != nil {
+			return false, err
+		}
+		if wait != nil {
+			return false, &pendingError{wait}
+		}
+	} else {
+		obj.Status.Volume = nil
+		if err := r.deleteSyncJobs(ctx, obj); err != nil {
+			return false, err
+		}
+	}
+
 	if spec.ConfigMap != nil {
 		if err := checkConfigMapFit(names, total); err != nil {
 			return false, err
@@ -219,9 +271,6 @@ func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact) (
 	st.Digest = digest
 	st.ShortDigest = shortDigest(digest)
 	st.Tag = ref.Tag
-	// String leaves the ":" out for a reference by digest alone.
-	resolved := ref
-	resolved.Digest = desc.Digest
 	st.ResolvedReference = resolved.String()
 	st.ArtifactType = artifactType
 	st.Files = st.Files[:0]

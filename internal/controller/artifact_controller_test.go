@@ -380,12 +380,6 @@ var _ = Describe("Artifact controller", func() {
 				func(s *v1alpha1.ArtifactSpec) { s.SemVer = "not a range" },
 				func(s *v1alpha1.ArtifactSpec) { s.SemVer = "" },
 				[]string{"a.txt", "b.json"}),
-			Entry("the reserved volume output", v1alpha1.ReasonInvalidSpec, "spec.volume",
-				func(s *v1alpha1.ArtifactSpec) { s.ConfigMap, s.Volume = nil, &v1alpha1.VolumeOutput{ClaimName: "data"} },
-				func(s *v1alpha1.ArtifactSpec) {
-					s.ConfigMap, s.Volume = &v1alpha1.ConfigMapOutput{Name: configMapName}, nil
-				},
-				[]string{"a.txt", "b.json"}),
 		)
 
 		It("refuses files a ConfigMap cannot hold before downloading them, pointing to spec.volume", func() {

@@ -47,10 +47,27 @@ func markProgressing(obj *v1alpha1.Artifact) {
 	}
 }
 
+// markPending: a sync Job is at work. Ready is Unknown until it finishes,
+// while the previous version stays live on the claim.
+func markPending(obj *v1alpha1.Artifact, msg string) {
+	if v := obj.Status.Volume; v != nil && v.LiveDigest != "" && v.LiveDigest != v.SyncDigest {
+		msg += "; " + v.LiveDigest + " stays live until it is done"
+	}
+	setCondition(obj, v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ReasonProgressing, msg)
+	setCondition(obj, v1alpha1.ConditionReady, metav1.ConditionUnknown, v1alpha1.ReasonProgressing, msg)
+	apimeta.RemoveStatusCondition(&obj.Status.Conditions, v1alpha1.ConditionStalled)
+	obj.Status.ObservedGeneration = obj.Generation
+}
+
 // markReady: the output holds what the spec names.
 func markReady(obj *v1alpha1.Artifact) {
-	msg := "published " + obj.Status.ResolvedReference
-	if obj.Spec.ConfigMap == nil {
+	var msg string
+	switch {
+	case obj.Spec.ConfigMap != nil:
+		msg = "published " + obj.Status.ResolvedReference + " to ConfigMap " + obj.Spec.ConfigMap.Name
+	case obj.Spec.Volume != nil:
+		msg = "published " + obj.Status.ResolvedReference + " to claim " + obj.Spec.Volume.ClaimName
+	default:
 		msg = "resolved " + obj.Status.ResolvedReference
 	}
 	setCondition(obj, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, msg)

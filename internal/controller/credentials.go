@@ -26,25 +26,32 @@ const controllerRetries = 2
 // pullSecrets and its ServiceAccount's imagePullSecrets (first match per
 // registry wins, as for kubelet), TLS material from certSecretRef. Only
 // objects of obj's own namespace are read.
-func (r *ArtifactReconciler) registryClient(ctx context.Context, obj *v1alpha1.Artifact) (*oci.Client, error) {
-	store, err := r.credentials(ctx, obj)
+//
+// It also returns where the credentials came from, so that a sync Job can
+// mount the same Secrets.
+func (r *ArtifactReconciler) registryClient(ctx context.Context, obj *v1alpha1.Artifact) (*oci.Client, *registryAccess, error) {
+	store, secrets, err := r.credentials(ctx, obj)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	access := &registryAccess{pullSecrets: secrets}
 	topts := transport.Options{MaxRetries: controllerRetries, UserAgent: "ocisync-controller"}
 	if ref := obj.Spec.CertSecretRef; ref != nil {
 		secret, err := r.secret(ctx, obj.Namespace, ref.Name, "spec.certSecretRef")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		topts.CAPEM, topts.CertPEM, topts.KeyPEM = secret.Data["ca.crt"], secret.Data["tls.crt"], secret.Data["tls.key"]
+		topts.CAPEM, topts.CertPEM, topts.KeyPEM = secret.Data[keyCA], secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey]
 		if (len(topts.CertPEM) == 0) != (len(topts.KeyPEM) == 0) {
-			return nil, stalled(v1alpha1.ReasonCredentialsNotFound, "Secret %q (spec.certSecretRef) has only one of tls.crt and tls.key; a client certificate needs both", ref.Name)
+			return nil, nil, stalled(v1alpha1.ReasonCredentialsNotFound, "Secret %q (spec.certSecretRef) has only one of tls.crt and tls.key; a client certificate needs both", ref.Name)
 		}
+		access.certSecret = ref.Name
+		access.hasCA = len(topts.CAPEM) > 0
+		access.hasClientCert = len(topts.CertPEM) > 0
 	}
 	hc, err := r.httpClient(topts)
 	if err != nil {
-		return nil, transient(v1alpha1.ReasonCredentialsNotFound, "Secret %q (spec.certSecretRef): %w", obj.Spec.CertSecretRef.Name, err)
+		return nil, nil, transient(v1alpha1.ReasonCredentialsNotFound, "Secret %q (spec.certSecretRef): %w", obj.Spec.CertSecretRef.Name, err)
 	}
 	opts := oci.Options{
 		PlainHTTP:  obj.Spec.PlainHTTP,
@@ -55,12 +62,36 @@ func (r *ArtifactReconciler) registryClient(ctx context.Context, obj *v1alpha1.A
 	if store != nil {
 		opts.Credentials = store.CredentialFunc()
 	}
-	return oci.NewClient(opts)
+	c, err := oci.NewClient(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, access, nil
+}
+
+// keyCA is the key of certSecretRef that holds certificate authorities.
+const keyCA = "ca.crt"
+
+// registryAccess says which Secrets a registry client was built from, in
+// order of precedence.
+type registryAccess struct {
+	pullSecrets []pullSecret
+	// certSecret is spec.certSecretRef's name, when set, and which of its
+	// keys hold material.
+	certSecret    string
+	hasCA         bool
+	hasClientCert bool
+}
+
+// pullSecret is a Secret holding registry credentials and the key its
+// type keeps them under.
+type pullSecret struct {
+	name, key string
 }
 
 // credentials merges the docker configs of the pull secrets, then of the
 // ServiceAccount's imagePullSecrets.
-func (r *ArtifactReconciler) credentials(ctx context.Context, obj *v1alpha1.Artifact) (*auth.Store, error) {
+func (r *ArtifactReconciler) credentials(ctx context.Context, obj *v1alpha1.Artifact) (*auth.Store, []pullSecret, error) {
 	names := make([]string, 0, len(obj.Spec.PullSecrets))
 	fields := make([]string, 0, len(obj.Spec.PullSecrets))
 	for _, ref := range obj.Spec.PullSecrets {
@@ -71,9 +102,9 @@ func (r *ArtifactReconciler) credentials(ctx context.Context, obj *v1alpha1.Arti
 		account := &corev1.ServiceAccount{}
 		if err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: sa}, account); err != nil {
 			if apierrors.IsNotFound(err) {
-				return nil, transient(v1alpha1.ReasonCredentialsNotFound, "ServiceAccount %q (spec.serviceAccountName) does not exist in namespace %q; create it or fix the name", sa, obj.Namespace)
+				return nil, nil, transient(v1alpha1.ReasonCredentialsNotFound, "ServiceAccount %q (spec.serviceAccountName) does not exist in namespace %q; create it or fix the name", sa, obj.Namespace)
 			}
-			return nil, transient(v1alpha1.ReasonCredentialsNotFound, "reading ServiceAccount %q: %w", sa, err)
+			return nil, nil, transient(v1alpha1.ReasonCredentialsNotFound, "reading ServiceAccount %q: %w", sa, err)
 		}
 		for _, ref := range account.ImagePullSecrets {
 			names = append(names, ref.Name)
@@ -81,25 +112,27 @@ func (r *ArtifactReconciler) credentials(ctx context.Context, obj *v1alpha1.Arti
 		}
 	}
 	if len(names) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var store *auth.Store
+	secrets := make([]pullSecret, 0, len(names))
 	for i, name := range names {
 		secret, err := r.secret(ctx, obj.Namespace, name, fields[i])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		s, err := dockerConfigOf(secret)
+		s, key, err := dockerConfigOf(secret)
 		if err != nil {
-			return nil, badSecret(name, fields[i], err)
+			return nil, nil, badSecret(name, fields[i], err)
 		}
+		secrets = append(secrets, pullSecret{name: name, key: key})
 		if store == nil {
 			store = s
 		} else {
 			store.Merge(s)
 		}
 	}
-	return store, nil
+	return store, secrets, nil
 }
 
 // badSecret reports a malformed Secret. It is transient:
@@ -119,21 +152,27 @@ func (r *ArtifactReconciler) secret(ctx context.Context, namespace, name, field 
 	return secret, nil
 }
 
-// dockerConfigOf reads a Secret shaped like a Pod's imagePullSecrets.
-func dockerConfigOf(secret *corev1.Secret) (*auth.Store, error) {
-	var data []byte
+// dockerConfigOf reads a Secret shaped like a Pod's imagePullSecrets, and
+// returns the key that holds the credentials.
+func dockerConfigOf(secret *corev1.Secret) (*auth.Store, string, error) {
+	var key string
 	switch secret.Type {
 	case corev1.SecretTypeDockerConfigJson:
-		data = secret.Data[corev1.DockerConfigJsonKey]
+		key = corev1.DockerConfigJsonKey
 	case corev1.SecretTypeDockercfg:
-		data = secret.Data[corev1.DockerConfigKey]
+		key = corev1.DockerConfigKey
 	default:
-		return nil, fmt.Errorf("its type is %q; want %s or %s (kubectl create secret docker-registry makes one)", secret.Type, corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg)
+		return nil, "", fmt.Errorf("its type is %q; want %s or %s (kubectl create secret docker-registry makes one)", secret.Type, corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg)
 	}
+	data := secret.Data[key]
 	if len(data) == 0 {
-		return nil, fmt.Errorf("it has no data under the key its type requires")
+		return nil, "", fmt.Errorf("it has no data under the key its type requires")
 	}
-	return auth.ParseDockerConfig(data)
+	store, err := auth.ParseDockerConfig(data)
+	if err != nil {
+		return nil, "", err
+	}
+	return store, key, nil
 }
 
 // httpClients reuses HTTP clients (and so their connections) across

@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/oci"
@@ -15,6 +16,9 @@ type syncError struct {
 	reason string
 	stall  bool
 	err    error
+	// retryAfter, when set, schedules the retry instead of the
+	// controller's backoff: a failed sync Job is retried on its own clock.
+	retryAfter time.Duration
 }
 
 func (e *syncError) Error() string { return e.err.Error() }

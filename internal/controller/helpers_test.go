@@ -142,17 +142,18 @@ func TestDockerConfigOf(t *testing.T) {
 	tests := []struct {
 		name    string
 		secret  corev1.Secret
+		wantKey string
 		wantErr string
 	}{
-		{"dockerconfigjson", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: json}}, ""},
-		{"dockercfg", corev1.Secret{Type: corev1.SecretTypeDockercfg, Data: map[string][]byte{corev1.DockerConfigKey: legacy}}, ""},
-		{"opaque", corev1.Secret{Type: corev1.SecretTypeOpaque, Data: map[string][]byte{corev1.DockerConfigJsonKey: json}}, "kubernetes.io/dockerconfigjson"},
-		{"missing key", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson}, "no data"},
-		{"malformed", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte("{not json")}}, "JSON"},
+		{"dockerconfigjson", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: json}}, ".dockerconfigjson", ""},
+		{"dockercfg", corev1.Secret{Type: corev1.SecretTypeDockercfg, Data: map[string][]byte{corev1.DockerConfigKey: legacy}}, ".dockercfg", ""},
+		{"opaque", corev1.Secret{Type: corev1.SecretTypeOpaque, Data: map[string][]byte{corev1.DockerConfigJsonKey: json}}, "", "kubernetes.io/dockerconfigjson"},
+		{"missing key", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson}, "", "no data"},
+		{"malformed", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte("{not json")}}, "", "JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store, err := dockerConfigOf(&tt.secret)
+			store, key, err := dockerConfigOf(&tt.secret)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
@@ -164,6 +165,9 @@ func TestDockerConfigOf(t *testing.T) {
 			}
 			if c := store.Lookup("r.example.com"); c.Username != "u" || c.Password != "p" {
 				t.Errorf("Lookup = %v", c)
+			}
+			if key != tt.wantKey {
+				t.Errorf("key = %q, want %q (the Job mounts this key)", key, tt.wantKey)
 			}
 		})
 	}

@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -26,7 +30,20 @@ import (
 const (
 	indexSecretNames    = ".spec.secretNames"
 	indexServiceAccount = ".spec.serviceAccountName"
+	indexClaimName      = ".spec.volume.claimName"
 )
+
+// CacheOptions limits what the manager caches to what the reconciler
+// reads: of all Jobs in the cluster, only the sync Jobs it made.
+func CacheOptions() cache.Options {
+	synced, err := labels.NewRequirement(v1alpha1.LabelArtifactName, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant label name
+	}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&batchv1.Job{}: {Label: labels.NewSelector().Add(*synced)},
+	}}
+}
 
 // SetupWithManager registers the reconciler, its indexes and its watches.
 func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -46,9 +63,23 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Artifacts by ServiceAccount: %w", err)
 	}
+	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexClaimName, func(o client.Object) []string {
+		if v := o.(*v1alpha1.Artifact).Spec.Volume; v != nil {
+			return []string{v.ClaimName}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing Artifacts by PersistentVolumeClaim: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Artifact{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.ConfigMap{}, builder.WithPredicates(outputDrift)).
+		// A sync Job's progress drives its Artifact's status.
+		Owns(&batchv1.Job{}, builder.WithPredicates(jobProgress)).
+		// A claim created after its Artifact starts the sync at once.
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return r.artifactsBy(ctx, o.GetNamespace(), indexClaimName, o.GetName())
+		}), builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForSecret)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForServiceAccount)).
 		Named("artifact").
@@ -75,6 +106,18 @@ var outputDrift = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		cm, ok := e.ObjectNew.(*corev1.ConfigMap)
 		return !ok || cm.Annotations[annotationChecksum] != contentChecksum(cm)
+	},
+}
+
+// jobProgress lets through the Job events that can change what the
+// Artifact reports: a Job finishing, and a Job going away (a superseded
+// one whose Pods have stopped).
+var jobProgress = predicate.Funcs{
+	CreateFunc: func(event.CreateEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*batchv1.Job)
+		cur, okNew := e.ObjectNew.(*batchv1.Job)
+		return !okOld || !okNew || jobFinished(old) != jobFinished(cur) || !cur.DeletionTimestamp.IsZero()
 	},
 }
 

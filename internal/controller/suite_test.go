@@ -53,6 +53,14 @@ var (
 	proxy *registryProxy
 	// oras is the ORAS CLI, to push artifacts exactly as ORAS makes them.
 	oras *registrytest.CLI
+	// ocisync is the built ocisync binary, to run a sync Job's command.
+	ocisync *registrytest.CLI
+)
+
+// The sync Jobs' settings in the suite's reconciler.
+const (
+	syncImage  = "registry.example/ocisync:test"
+	syncJobTTL = 7 * time.Minute
 )
 
 var _ = BeforeSuite(func() {
@@ -69,6 +77,7 @@ var _ = BeforeSuite(func() {
 	})
 	proxy = startRegistryProxy(plainRegistry.URL)
 	oras = registrytest.Oras(GinkgoT())
+	ocisync = registrytest.Ocisync(GinkgoT())
 
 	// Cleanups run last registered first: the manager stops before the
 	// control plane.
@@ -86,6 +95,7 @@ var _ = BeforeSuite(func() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
+		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
@@ -95,6 +105,9 @@ var _ = BeforeSuite(func() {
 		Scheme:     mgr.GetScheme(),
 		Recorder:   mgr.GetEventRecorder("ocisync"),
 		TokenCache: auth.NewTokenCache(),
+		APIReader:  mgr.GetAPIReader(),
+		SyncImage:  syncImage,
+		SyncJobTTL: syncJobTTL,
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())
