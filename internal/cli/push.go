@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/oci/reference"
@@ -32,6 +29,9 @@ func runPush(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ocisync push: want REFERENCE and at least one PATH (run 'ocisync push -h' for usage)")
 		return 2
 	}
+	if err := rf.check(); err != nil {
+		return usageError(stderr, "push", err)
+	}
 	ref, err := reference.Parse(fs.Arg(0))
 	if err != nil {
 		return fail(stderr, "push", err)
@@ -48,11 +48,11 @@ func runPush(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "push", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := rf.context()
 	defer stop()
 	desc, err := client.Repository(ref).PushFiles(ctx, ref.Tag, files, oci.PushOptions{ArtifactType: *artifactType})
 	if err != nil {
-		return fail(stderr, "push", err)
+		return fail(stderr, "push", rf.explainTimeout(ctx, err))
 	}
 	fmt.Fprintf(stdout, "Pushed %s\n", ref)
 	fmt.Fprintln(stdout, desc.Digest)

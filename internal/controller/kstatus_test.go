@@ -88,6 +88,17 @@ var _ = Describe("kstatus of an Artifact", func() {
 		Expect(kstatusOf()).To(Equal(status.CurrentStatus))
 	})
 
+	It("is InProgress while a sync Job runs, and Current once it completed", func() {
+		createClaim(ns, "data")
+		d1, _ := pushPlain(repo, "v1", textLayer("a.txt", "a\n"))
+		createArtifact(ns, volumeSpec(repo, "v1", "data"))
+		job := waitJob(ns, d1.Digest)
+		Consistently(kstatusOf).WithTimeout(1500 * time.Millisecond).Should(Equal(status.InProgressStatus))
+		completeJob(job)
+		waitReady(ns, d1.Digest)
+		Expect(kstatusOf()).To(Equal(status.CurrentStatus))
+	})
+
 	It("is InProgress, never Current, until a changed spec has been synced", func() {
 		desc, _ := pushPlain(repo, "v1", textLayer("a.txt", "a\n"))
 		createArtifact(ns, baseSpec(repo, "v1"))

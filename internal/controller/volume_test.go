@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
+	registrytest "github.com/ocisync/ocisync/test/registry"
 )
 
 // No kubelet, scheduler or Job controller runs in the suite: specs play
@@ -118,7 +119,8 @@ var _ = Describe("Volume output", func() {
 		expectEvent(ns, corev1.EventTypeNormal, "SyncStarted", job.Name)
 
 		By("running the Job's command against the registry, into a folder standing in for the claim")
-		claim := runJobCommand(job)
+		claim := GinkgoT().TempDir()
+		expectJobCommand(job, claim, 0)
 		want := map[string]string{"model.txt": "weights\n", "labels.json": `["cat"]`}
 		expectCurrent(filepath.Join(claim, "team", "bert"), d1.Digest, want)
 
@@ -137,10 +139,13 @@ var _ = Describe("Volume output", func() {
 
 	It("keeps the live digest while a new one syncs, and replaces a running Job only after it stopped", func() {
 		createClaim(ns, "data")
+		claim := GinkgoT().TempDir()
 		d1, _ := pushPlain(repo, "stable", textLayer("a.txt", "one\n"))
 		createArtifact(ns, volumeSpec(repo, "stable", "data"))
 		job1 := waitJob(ns, d1.Digest)
 		Expect(job1.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--plain-http"))
+		expectJobCommand(job1, claim, 0)
+		expectCurrent(claim, d1.Digest, map[string]string{"a.txt": "one\n"})
 		completeJob(job1)
 		waitReady(ns, d1.Digest)
 
@@ -148,6 +153,14 @@ var _ = Describe("Volume output", func() {
 		d2, _ := pushPlain(repo, "stable", textLayer("a.txt", "two\n"))
 		job2 := waitJob(ns, d2.Digest)
 		Expect(job2.Name).NotTo(Equal(job1.Name))
+		Expect(job2.Spec.Template.Spec.Containers[0].Args).To(ContainElement(HaveSuffix(":stable@" + d2.Digest.String())))
+
+		By("running the new Job's command while the registry corrupts blobs: it fails and current stays")
+		proxy.SetFault(repo, faultCorruptBlobs)
+		res := expectJobCommand(job2, claim, 1)
+		proxy.SetFault(repo, faultNone)
+		Expect(res.Stderr).To(ContainSubstring("digest"))
+		expectCurrent(claim, d1.Digest, map[string]string{"a.txt": "one\n"})
 		Eventually(func() []string { return jobNames(ns) }).Should(Equal([]string{job2.Name}),
 			"the finished Job of the superseded digest is deleted")
 		a := getArtifact(ns)
@@ -429,12 +442,13 @@ func expectRestricted(template corev1.PodTemplateSpec) {
 	Expect(err.Error()).To(ContainSubstring("restricted"))
 }
 
-// runJobCommand runs the Job's container command with the built ocisync
-// binary, as the kubelet would run it: every volume mount becomes a
+// expectJobCommand runs the Job's container command with the built
+// ocisync binary, as the kubelet would run it, and expects exit code
+// want: the claim is the folder claim, every other volume mount becomes a
 // folder under a temporary root (Secret volumes filled with the Secret's
 // items, read from the API server), and the paths in the arguments are
-// rewritten to match. It returns the folder standing in for the claim.
-func runJobCommand(job *batchv1.Job) string {
+// rewritten to match.
+func expectJobCommand(job *batchv1.Job, claim string, want int) registrytest.Result {
 	GinkgoHelper()
 	root := GinkgoT().TempDir()
 	pod := job.Spec.Template.Spec
@@ -443,7 +457,7 @@ func runJobCommand(job *batchv1.Job) string {
 	for _, v := range pod.Volumes {
 		volumes[v.Name] = v
 	}
-	var claim string
+	claimMounted := false
 	mounts := map[string]string{}
 	for _, m := range c.VolumeMounts {
 		dir := filepath.Join(root, "mounts", m.Name)
@@ -452,7 +466,7 @@ func runJobCommand(job *batchv1.Job) string {
 		v := volumes[m.Name]
 		switch {
 		case v.PersistentVolumeClaim != nil:
-			claim = dir
+			mounts[m.MountPath], claimMounted = claim, true
 		case v.Secret != nil:
 			s := &corev1.Secret{}
 			Expect(k8sClient.Get(bg, client.ObjectKey{Namespace: job.Namespace, Name: v.Secret.SecretName}, s)).To(Succeed())
@@ -464,7 +478,7 @@ func runJobCommand(job *batchv1.Job) string {
 			Fail("the sync Job mounts a volume of an unexpected kind: " + m.Name)
 		}
 	}
-	Expect(claim).NotTo(BeEmpty(), "the Job mounts the claim")
+	Expect(claimMounted).To(BeTrue(), "the Job mounts the claim")
 	args := make([]string, len(c.Args))
 	for i, a := range c.Args {
 		for mountPath, dir := range mounts {
@@ -476,8 +490,8 @@ func runJobCommand(job *batchv1.Job) string {
 		args[i] = a
 	}
 	res := ocisync.Run(GinkgoT(), args...)
-	Expect(res.ExitCode).To(Equal(0), "ocisync %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), res.Stdout, res.Stderr)
-	return claim
+	Expect(res.ExitCode).To(Equal(want), "ocisync %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), res.Stdout, res.Stderr)
+	return res
 }
 
 // expectCurrent checks that dir/current links to .ocisync/<hex of dgst>

@@ -28,6 +28,20 @@ func assertCurrent(t *testing.T, root, digest string, want tree) {
 	assertTree(t, "current", filepath.Join(root, "current")+string(filepath.Separator), want)
 }
 
+// storeEntries lists root/.ocisync: the version folders and the lock file.
+func storeEntries(t *testing.T, root string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(root, ".ocisync"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
 // TestPullVersionedLayout pushes a folder with `oras push ref ./dir`,
 // pulls it with --layout versioned and checks current matches oras pull;
 // then moves the tag and checks current is swapped and the previous
@@ -57,17 +71,10 @@ func TestPullVersionedLayout(t *testing.T) {
 		}
 		assertCurrent(t, root, d1, want)
 		hexes = append(hexes, strings.TrimPrefix(d1, "sha256:"))
-		slices.Sort(hexes)
-		entries, err := os.ReadDir(filepath.Join(root, ".ocisync"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		if !slices.Equal(names, hexes) {
-			t.Errorf("after pull %d, .ocisync holds %q, want %q", i+1, names, hexes)
+		wantStore := append(slices.Clone(hexes), "lock")
+		slices.Sort(wantStore)
+		if names := storeEntries(t, root); !slices.Equal(names, wantStore) {
+			t.Errorf("after pull %d, .ocisync holds %q, want %q", i+1, names, wantStore)
 		}
 	}
 }
