@@ -6,9 +6,11 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -360,6 +362,91 @@ func TestPullExtractRefusalLeavesDirAlone(t *testing.T) {
 			if after := snapshot(t, parent); !reflect.DeepEqual(after, before) {
 				t.Errorf("DIR or its surroundings changed:\nbefore %v\nafter  %v", before, after)
 			}
+		})
+	}
+}
+
+// sparseTar builds a tar holding one PAX (0.1) sparse file that claims
+// realSize bytes but stores a single byte at its end, as GNU tar writes
+// sparse files. archive/tar's writer cannot make one, so the PAX header
+// is made as a regular entry whose type flag is patched afterwards.
+func sparseTar(t *testing.T, name string, realSize int64) []byte {
+	t.Helper()
+	record := func(k, v string) string {
+		// "<len> k=v\n", where len counts itself.
+		body := " " + k + "=" + v + "\n"
+		n := len(body) + 1
+		for len(strconv.Itoa(n))+len(body) != n {
+			n++
+		}
+		return strconv.Itoa(n) + body
+	}
+	pax := record("GNU.sparse.major", "0") + record("GNU.sparse.minor", "1") +
+		record("GNU.sparse.name", name) + record("GNU.sparse.size", strconv.FormatInt(realSize, 10)) +
+		record("GNU.sparse.numblocks", "1") +
+		record("GNU.sparse.map", strconv.FormatInt(realSize-1, 10)+",1")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range []struct {
+		name, body string
+	}{{"PaxHeaders/" + name, pax}, {name, "x"}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.body)), Format: tar.FormatUSTAR}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(e.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	// The first header becomes a PAX extended header: type 'x', with its
+	// checksum (the sum of the header's bytes, the field taken as spaces)
+	// written again.
+	b[156] = tar.TypeXHeader
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b[:512] {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	// The archive must read back as the claim it makes.
+	hdr, err := tar.NewReader(bytes.NewReader(b)).Next()
+	if err != nil || hdr.Size != realSize || hdr.Name != name {
+		t.Fatalf("the sparse archive reads back as %+v, %v; want %s of %d bytes", hdr, err, name, realSize)
+	}
+	return b
+}
+
+// TestUnpackSparseClaim: a sparse file that claims a terabyte expands, as
+// archive/tar reads it, to that many zeros. The byte budget stops it, for
+// both rules, and nothing is written outside the target.
+func TestUnpackSparseClaim(t *testing.T) {
+	const limit = 1 << 20
+	for _, prefix := range []string{"d", ""} {
+		name := "huge.img"
+		if prefix != "" {
+			name = prefix + "/" + name
+		}
+		out, before, err := unpackBox(t, sparseTar(t, name, 1<<40), prefix, limit)
+		if !errors.Is(err, ErrTooLarge) {
+			t.Errorf("prefix %q: err = %v, want %v", prefix, err, ErrTooLarge)
+		}
+		parent := filepath.Dir(out)
+		after := snapshot(t, parent)
+		for p := range after {
+			if _, ok := before[p]; !ok && p != "out" && !strings.HasPrefix(p, "out/") {
+				t.Errorf("prefix %q: %s was written outside the target", prefix, p)
+			}
+		}
+		_ = filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if fi, err := d.Info(); err == nil && fi.Size() > limit {
+					t.Errorf("prefix %q: %s holds %d bytes, over the %d-byte budget", prefix, p, fi.Size(), limit)
+				}
+			}
+			return nil
 		})
 	}
 }
