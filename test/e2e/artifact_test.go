@@ -16,8 +16,10 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
@@ -26,6 +28,9 @@ import (
 	ocisyncv1alpha1 "github.com/ocisync/ocisync/api/v1alpha1"
 	registrytest "github.com/ocisync/ocisync/test/registry"
 )
+
+// syncImage is the image the manager is told to run sync Jobs with.
+const syncImage = "registry.example/ocisync:e2e"
 
 const (
 	namespace = "ocisync-e2e"
@@ -225,7 +230,8 @@ var _ = Describe("the sample Artifact", Ordered, func() {
 
 		By("starting ocisync manager")
 		probe := freeAddr()
-		cmd := exec.Command(ocisyncBin, "manager", "--health-probe-bind-address", probe, "--metrics-bind-address", "0")
+		cmd := exec.Command(ocisyncBin, "manager", "--health-probe-bind-address", probe, "--metrics-bind-address", "0",
+			"--sync-image", syncImage, "--sync-job-ttl", "20m")
 		cmd.Env = managerEnv()
 		mgr, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred(), "start %s manager", ocisyncBin)
@@ -318,5 +324,40 @@ var _ = Describe("the sample Artifact", Ordered, func() {
 		want := selected(withMediaType(second), s.mediaType)
 		expectStatus(art, s, digest, want)
 		expectConfigMap(art, s, digest, want)
+		firstDigest = digest
+	})
+
+	It("syncs into a claim through a Job that runs the --sync-image with the pull secret mounted", func() {
+		ctx := context.Background()
+		Expect(k8s.Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "files"},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+			},
+		})).To(Succeed())
+		art := &ocisyncv1alpha1.Artifact{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "files"},
+			Spec: ocisyncv1alpha1.ArtifactSpec{
+				Reference:   s.ref,
+				PlainHTTP:   true,
+				PullSecrets: []corev1.LocalObjectReference{{Name: s.pullSecret}},
+				Volume:      &ocisyncv1alpha1.VolumeOutput{ClaimName: "files"},
+			},
+		}
+		Expect(k8s.Create(ctx, art)).To(Succeed())
+		var job batchv1.Job
+		Eventually(func(g Gomega) {
+			var jobs batchv1.JobList
+			g.Expect(k8s.List(ctx, &jobs, client.InNamespace(namespace), client.MatchingLabels{ocisyncv1alpha1.LabelArtifactName: art.Name})).To(Succeed())
+			g.Expect(jobs.Items).To(HaveLen(1))
+			job = jobs.Items[0]
+		}).WithTimeout(syncTimeout).WithPolling(250 * time.Millisecond).Should(Succeed())
+		c := job.Spec.Template.Spec.Containers[0]
+		Expect(c.Image).To(Equal(syncImage))
+		Expect(job.Spec.TTLSecondsAfterFinished).To(HaveValue(BeEquivalentTo(20 * 60)))
+		Expect(c.Args).To(ContainElement(HaveSuffix("@" + firstDigest)))
+		Expect(c.Args).To(ContainElement("--docker-config=/var/run/ocisync/pull-secrets/0/config.json"))
+		Expect(job.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", s.pullSecret)))
 	})
 })
