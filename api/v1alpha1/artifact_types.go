@@ -238,7 +238,29 @@ type ArtifactStatus struct {
 	// the sync Job, which may be pulling a newer one.
 	// +optional
 	Volume *VolumeStatus `json:"volume,omitempty"`
+
+	// LastHandledReconcileAt is the value of the annotation
+	// reconcile.ocisync.io/requestedAt that the last sync handled. The
+	// sync requested by a new value has run once this field equals it.
+	// +optional
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
 }
+
+// AnnotationReconcileRequestedAt is an annotation that, set on an
+// Artifact to a new value (any string, such as the current time), makes
+// the controller sync it at once even when the digest has not changed,
+// like Flux's reconcile.fluxcd.io/requestedAt:
+//
+//	kubectl annotate artifact NAME --overwrite reconcile.ocisync.io/requestedAt="$(date +%s)"
+//
+// The ConfigMap output is downloaded and written again. For the volume
+// output the manager cannot read the claim: it keeps the digest live
+// when the sync Job that published it is still kept (see the manager's
+// --sync-job-ttl), and otherwise runs a new sync Job, which pulls again
+// unless current/ on the claim already points at the digest's folder.
+// status.lastHandledReconcileAt records the value once the sync ran; a
+// suspended Artifact runs it when resumed.
+const AnnotationReconcileRequestedAt = "reconcile.ocisync.io/requestedAt"
 
 // VolumeStatus is the state of the volume output.
 type VolumeStatus struct {

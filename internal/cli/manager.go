@@ -15,6 +15,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -40,7 +41,7 @@ type managerOptions struct {
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "0",
-		"address the Prometheus metrics endpoint binds to, served over plain HTTP (e.g. :8080); 0 turns metrics off")
+		"address the Prometheus metrics endpoint (/metrics) binds to, served over plain HTTP (e.g. :8080); 0 turns metrics off")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081",
 		"address the /healthz and /readyz probe endpoints bind to; 0 turns them off")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false,
@@ -92,7 +93,11 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	}
 
 	opts.zap.DestWriter = stderr
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
+	logger := zap.New(zap.UseFlagOptions(&opts.zap))
+	ctrl.SetLogger(logger)
+	// Where client-go is handed no logger it logs through klog's global
+	// one; its lines must be JSON too, or they break a JSON log.
+	klog.SetLogger(logger)
 	setupLog := ctrl.Log.WithName("setup")
 
 	scheme, err := managerScheme()
@@ -219,6 +224,14 @@ func managerUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "Runs the Kubernetes controller manager until SIGINT or SIGTERM. It finds its")
 	fmt.Fprintln(w, "cluster through --kubeconfig, $KUBECONFIG, the in-cluster service account or")
 	fmt.Fprintln(w, "~/.kube/config, in that order.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "It logs to stderr as JSON, one object per line (--zap-encoder=console for")
+	fmt.Fprintln(w, "text), with one line per sync: \"msg\":\"sync\" with the artifact")
+	fmt.Fprintln(w, "(namespace/name), result, reason, digest, bytes pulled and duration (in")
+	fmt.Fprintln(w, "seconds). With --metrics-bind-address it serves Prometheus metrics at")
+	fmt.Fprintln(w, "/metrics: ocisync_artifact_syncs_total, ocisync_artifact_sync_duration_seconds,")
+	fmt.Fprintln(w, "ocisync_pulled_bytes_total, ocisync_registry_requests_total and")
+	fmt.Fprintln(w, "ocisync_artifacts, next to controller-runtime's own.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags:")
 	fs.SetOutput(w)

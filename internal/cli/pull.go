@@ -69,7 +69,8 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 		}
 		plat = &p
 	}
-	client, err := rf.client()
+	progress := newProgress(stderr)
+	client, _, err := progressClient(&rf, progress)
 	if err != nil {
 		return fail(stderr, "pull", err)
 	}
@@ -89,6 +90,7 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 		pull = client.Repository(ref).PullToVolume
 	}
 	res, err := pull(ctx, ref.Reference(), fs.Arg(1), opts)
+	progress.close()
 	return reportPull(stdout, stderr, res, rf.explainTimeout(ctx, err))
 }
 

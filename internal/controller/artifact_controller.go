@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/oci/auth"
 	"github.com/ocisync/ocisync/internal/oci/reference"
@@ -71,9 +72,10 @@ type ArtifactReconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 
 // Reconcile runs one sync of an Artifact: check the spec, build the
-// registry client, resolve the reference, and when the digest is new or the
-// output drifted, pull, verify and publish. Status and conditions are
-// written once, at the end, and only when they changed.
+// registry client, resolve the reference, and when the digest is new, the
+// output drifted or the annotation reconcile.ocisync.io/requestedAt asks
+// for it, pull, verify and publish. Status and conditions are written
+// once, at the end, and only when they changed.
 func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	obj := &v1alpha1.Artifact{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
@@ -104,10 +106,20 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		base = obj.DeepCopy()
 	}
 
-	published, wait, err := r.sync(ctx, obj)
+	// A new value of the requestedAt annotation forces one sync past the
+	// "unchanged" shortcut; the value is recorded once a sync ran, as
+	// Flux does with reconcile.fluxcd.io/requestedAt.
+	requested := obj.Annotations[v1alpha1.AnnotationReconcileRequestedAt]
+	force := requested != "" && requested != obj.Status.LastHandledReconcileAt
+	start := time.Now()
+	out, wait, err := r.sync(ctx, obj, force)
+	if requested != "" {
+		obj.Status.LastHandledReconcileAt = requested
+	}
 	if err != nil {
 		se := classify(err)
 		r.markFailed(obj, se)
+		observeSync(ctx, obj, out, force, metrics.ResultFailed, se.reason, se, time.Since(start))
 		switch {
 		case se.stall:
 			return ctrl.Result{}, nil
@@ -118,24 +130,73 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	}
 	if wait != nil {
 		markPending(obj, wait.message)
+		observeSync(ctx, obj, out, force, metrics.ResultPending, v1alpha1.ReasonProgressing, nil, time.Since(start))
 		return ctrl.Result{RequeueAfter: wait.requeue}, nil
 	}
 	markReady(obj)
-	if published {
+	done := metrics.ResultUnchanged
+	if out.written {
+		done = metrics.ResultPublished
+	}
+	observeSync(ctx, obj, out, force, done, v1alpha1.ReasonSucceeded, nil, time.Since(start))
+	if out.newDigest {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Published", "Publish", "published %s", obj.Status.ResolvedReference)
 	}
 	return ctrl.Result{RequeueAfter: interval(obj)}, nil
 }
 
-// sync does the work and records what it published in obj.Status. It
-// reports whether a new digest was published, or, for the volume output,
-// what the sync waits for.
-func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact) (bool, *pending, error) {
-	published, err := r.syncSteps(ctx, obj)
-	if p := (*pendingError)(nil); errors.As(err, &p) {
-		return false, p.pending, nil
+// syncOutcome is what one sync did, for its log line and metrics.
+type syncOutcome struct {
+	// digest is the manifest digest resolved; empty when the sync failed
+	// before.
+	digest string
+	// newDigest: a digest other than the last one was published.
+	newDigest bool
+	// written: the ConfigMap was written, a sync Job put a new digest
+	// live on the claim, or, without an output, a new digest resolved.
+	written bool
+	// bytes of layer content pulled: downloaded by the manager for the
+	// ConfigMap, or by the sync Job that just put a digest live.
+	bytes int64
+}
+
+// observeSync writes the sync's log line and metrics. The line carries
+// names, digest and sizes, never credentials: the error messages of syncs
+// are written to be shown in the status, where everyone with read access
+// sees them.
+func observeSync(ctx context.Context, obj *v1alpha1.Artifact, out *syncOutcome, forced bool, result, reason string, err error, d time.Duration) {
+	metrics.ObserveSync(result, reason, d)
+	switch {
+	case obj.Spec.ConfigMap != nil:
+		metrics.AddPulledBytes(metrics.OutputConfigMap, out.bytes)
+	case obj.Spec.Volume != nil:
+		metrics.AddPulledBytes(metrics.OutputVolume, out.bytes)
 	}
-	return published, nil, err
+	kv := []any{"artifact", obj.Namespace + "/" + obj.Name, "result", result, "reason", reason}
+	if out.digest != "" {
+		kv = append(kv, "digest", out.digest)
+	}
+	// The JSON encoder writes the duration in seconds.
+	kv = append(kv, "bytes", out.bytes, "duration", d)
+	if forced {
+		kv = append(kv, "requestedAt", obj.Status.LastHandledReconcileAt)
+	}
+	if err != nil {
+		kv = append(kv, "error", err.Error())
+	}
+	ctrl.LoggerFrom(ctx).Info("sync", kv...)
+}
+
+// sync does the work and records what it published in obj.Status. It
+// reports what it did, or, for the volume output, what the sync waits
+// for. force skips the check that would find the output up to date.
+func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact, force bool) (*syncOutcome, *pending, error) {
+	out := &syncOutcome{}
+	err := r.syncSteps(ctx, obj, force, out)
+	if p := (*pendingError)(nil); errors.As(err, &p) {
+		return out, p.pending, nil
+	}
+	return out, nil, err
 }
 
 // pendingError carries a pending sync out of syncSteps' error path.
@@ -143,13 +204,13 @@ type pendingError struct{ *pending }
 
 func (p *pendingError) Error() string { return p.message }
 
-func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifact) (bool, error) {
+func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifact, force bool, out *syncOutcome) error {
 	spec := &obj.Spec
 	var platform *oci.Platform
 	if spec.Platform != "" {
 		p, err := oci.ParsePlatform(spec.Platform)
 		if err != nil {
-			return false, stalled(v1alpha1.ReasonInvalidSpec, "spec.platform: %w", err)
+			return stalled(v1alpha1.ReasonInvalidSpec, "spec.platform: %w", err)
 		}
 		platform = &p
 	}
@@ -157,17 +218,17 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 	if spec.SemVer != "" {
 		c, err := semver.NewConstraint(spec.SemVer)
 		if err != nil {
-			return false, stalled(v1alpha1.ReasonInvalidSpec, "spec.semver %q is not a valid semantic version range: %v", spec.SemVer, err)
+			return stalled(v1alpha1.ReasonInvalidSpec, "spec.semver %q is not a valid semantic version range: %v", spec.SemVer, err)
 		}
 		constraint = c
 	}
 	ref, err := reference.Parse(spec.Reference)
 	if err != nil {
-		return false, stalled(v1alpha1.ReasonInvalidReference, "spec.reference: %w", err)
+		return stalled(v1alpha1.ReasonInvalidReference, "spec.reference: %w", err)
 	}
 	client, access, err := r.registryClient(ctx, obj)
 	if err != nil {
-		return false, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout(obj))
 	defer cancel()
@@ -177,30 +238,31 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 	if constraint != nil {
 		tag, err := newestTag(ctx, repo, constraint, spec.SemVer)
 		if err != nil {
-			return false, err
+			return err
 		}
 		if ref, err = ref.WithTag(tag); err != nil {
-			return false, err
+			return err
 		}
 	} else {
 		ref = ref.WithDefaultTag()
 	}
 	desc, err := repo.Resolve(ctx, ref.Reference())
 	if err != nil {
-		return false, err
+		return err
 	}
 	digest := desc.Digest.String()
+	out.digest = digest
 
 	// Unchanged and intact: nothing to download, nothing to write.
-	if digest == obj.Status.Digest && obj.Status.ObservedGeneration == obj.Generation && isReady(obj) {
+	if !force && digest == obj.Status.Digest && obj.Status.ObservedGeneration == obj.Generation && isReady(obj) {
 		intact := true
 		if spec.ConfigMap != nil {
 			if intact, err = r.configMapIntact(ctx, obj, digest); err != nil {
-				return false, err
+				return err
 			}
 		}
 		if intact {
-			return false, nil
+			return nil
 		}
 	}
 
@@ -208,15 +270,15 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 	// cannot mix two artifacts.
 	target, err := repo.FetchTarget(ctx, digest, platform)
 	if err != nil {
-		return false, err
+		return err
 	}
 	artifactType := oci.ArtifactType(target.Manifest)
 	if spec.ArtifactType != "" && artifactType != spec.ArtifactType {
-		return false, stalled(v1alpha1.ReasonSelectorMismatch, "%s has artifact type %q, spec.artifactType wants %q", ref, artifactType, spec.ArtifactType)
+		return stalled(v1alpha1.ReasonSelectorMismatch, "%s has artifact type %q, spec.artifactType wants %q", ref, artifactType, spec.ArtifactType)
 	}
 	layers, err := oci.SelectLayers(target.Manifest, spec.MediaType)
 	if err != nil {
-		return false, stalled(v1alpha1.ReasonSelectorMismatch, "%s: %w", ref, err)
+		return stalled(v1alpha1.ReasonSelectorMismatch, "%s: %w", ref, err)
 	}
 	var total int64
 	names := make([]string, 0, len(layers))
@@ -225,7 +287,7 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 		names = append(names, l.Annotations[oci.AnnotationTitle])
 	}
 	if limit := maxSize(obj); total > limit {
-		return false, stalled(v1alpha1.ReasonTooLarge, "%s: the selected layers hold %d bytes, over spec.maxSize (%d bytes); raise spec.maxSize or select fewer layers", ref, total, limit)
+		return stalled(v1alpha1.ReasonTooLarge, "%s: the selected layers hold %d bytes, over spec.maxSize (%d bytes); raise spec.maxSize or select fewer layers", ref, total, limit)
 	}
 
 	// String leaves the ":" out for a reference by digest alone.
@@ -233,41 +295,58 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 	resolved.Digest = desc.Digest
 
 	if spec.Volume != nil {
+		var live string
+		if v := obj.Status.Volume; v != nil {
+			live = v.LiveDigest
+		}
 		wait, err := r.syncVolume(ctx, obj, resolved, access)
 		if err != nil {
-			return false, err
+			return err
 		}
 		if wait != nil {
-			return false, &pendingError{wait}
+			return &pendingError{wait}
+		}
+		// The Job that just finished pulled the layers; a forced sync that
+		// found the Job of this digest still kept pulled nothing.
+		if obj.Status.Volume.LiveDigest != live {
+			out.written, out.bytes = true, total
 		}
 	} else {
 		obj.Status.Volume = nil
 		if err := r.deleteSyncJobs(ctx, obj); err != nil {
-			return false, err
+			return err
 		}
 	}
 
 	if spec.ConfigMap != nil {
 		if err := checkConfigMapFit(names, total); err != nil {
-			return false, err
+			return err
 		}
 		for _, l := range layers {
 			if l.Annotations[oci.AnnotationUnpack] == "true" {
-				return false, stalled(v1alpha1.ReasonSelectorMismatch, "layer %q is a directory; a ConfigMap holds only files: select files with spec.mediaType or use spec.volume", l.Annotations[oci.AnnotationTitle])
+				return stalled(v1alpha1.ReasonSelectorMismatch, "layer %q is a directory; a ConfigMap holds only files: select files with spec.mediaType or use spec.volume", l.Annotations[oci.AnnotationTitle])
 			}
 		}
 		files, err := download(ctx, repo, layers)
 		if err != nil {
-			return false, err
+			return err
+		}
+		for _, f := range files {
+			out.bytes += int64(len(f.content))
 		}
 		if err := r.publishConfigMap(ctx, obj, configMapFor(obj, digest, files)); err != nil {
-			return false, err
+			return err
 		}
+		out.written = true
 	}
 
 	now := metav1.Now()
 	st := &obj.Status
-	published := digest != st.Digest
+	out.newDigest = digest != st.Digest
+	if spec.ConfigMap == nil && spec.Volume == nil {
+		// Without an output, resolving is all a sync does.
+		out.written = out.newDigest
+	}
 	st.Digest = digest
 	st.ShortDigest = shortDigest(digest)
 	st.Tag = ref.Tag
@@ -279,7 +358,7 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 	}
 	st.Size = total
 	st.LastSyncTime = &now
-	return published, nil
+	return nil
 }
 
 // download fetches and verifies each layer into memory. Only the

@@ -511,6 +511,10 @@ var _ = Describe("Artifact controller", func() {
 		Eventually(func(g Gomega) {
 			a := getArtifact(ns)
 			g.Expect(a.Status.ObservedGeneration).To(Equal(a.Generation))
+			// kubectl wait --for=condition=Ready compares the condition's
+			// own observedGeneration.
+			g.Expect(meta.FindStatusCondition(a.Status.Conditions, v1alpha1.ConditionReady)).To(And(
+				HaveField("Status", metav1.ConditionTrue), HaveField("ObservedGeneration", a.Generation)))
 		}).Should(Succeed(), "the controller sees the suspension")
 		a := getArtifact(ns)
 		before := proxy.Counts(repo)

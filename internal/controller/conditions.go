@@ -102,8 +102,13 @@ func (r *ArtifactReconciler) markFailed(obj *v1alpha1.Artifact, se *syncError) {
 // object must still carry Ready.
 func markSuspended(obj *v1alpha1.Artifact) {
 	apimeta.RemoveStatusCondition(&obj.Status.Conditions, v1alpha1.ConditionReconciling)
-	if apimeta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady) == nil {
+	if ready := apimeta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady); ready == nil {
 		setCondition(obj, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "suspended before the first sync; set spec.suspend to false to sync")
+	} else {
+		// The last outcome stands, now observed for the suspending spec:
+		// kubectl wait reads a condition of an older generation as stale
+		// and would wait forever.
+		ready.ObservedGeneration = obj.Generation
 	}
 	obj.Status.ObservedGeneration = obj.Generation
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/oci/auth"
 	"github.com/ocisync/ocisync/internal/oci/transport"
@@ -198,6 +199,13 @@ func (r *ArtifactReconciler) httpClient(opts transport.Options) (*http.Client, e
 	c, err := transport.NewClient(opts)
 	if err != nil {
 		return nil, err
+	}
+	// Counted beneath the retries, so that the metric shows each attempt
+	// the registry answered, 503s that a retry then mended included.
+	if retry, ok := c.Transport.(*transport.Retry); ok {
+		retry.Base = metrics.InstrumentRoundTripper(retry.Base)
+	} else {
+		c.Transport = metrics.InstrumentRoundTripper(c.Transport)
 	}
 	if r.clients.clients == nil {
 		r.clients.clients = map[[sha256.Size]byte]*http.Client{}

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci/auth"
 )
 
@@ -50,6 +51,9 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.TokenCache == nil {
 		r.TokenCache = auth.NewTokenCache()
 	}
+	// ocisync_artifacts counts what the manager's cache holds, at scrape
+	// time, once this replica leads.
+	metrics.ReportArtifacts(mgr.GetCache(), mgr.Elected())
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexSecretNames, secretNamesOf); err != nil {

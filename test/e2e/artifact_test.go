@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,12 +19,16 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -216,6 +223,10 @@ var _ = Describe("the sample Artifact", Ordered, func() {
 		oras         *registrytest.CLI
 		dockerConfig string
 		s            sample
+		// mgr is the manager process; its stderr holds its JSON log.
+		mgr *gexec.Session
+		// metricsAddr is where the manager serves /metrics.
+		metricsAddr string
 	)
 
 	BeforeAll(func() {
@@ -230,10 +241,12 @@ var _ = Describe("the sample Artifact", Ordered, func() {
 
 		By("starting ocisync manager")
 		probe := freeAddr()
-		cmd := exec.Command(ocisyncBin, "manager", "--health-probe-bind-address", probe, "--metrics-bind-address", "0",
-			"--sync-image", syncImage, "--sync-job-ttl", "20m")
+		metricsAddr = freeAddr()
+		cmd := exec.Command(ocisyncBin, "manager", "--health-probe-bind-address", probe, "--metrics-bind-address", metricsAddr,
+			"--zap-encoder=json", "--sync-image", syncImage, "--sync-job-ttl", "20m")
 		cmd.Env = managerEnv()
-		mgr, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		var err error
+		mgr, err = gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred(), "start %s manager", ocisyncBin)
 		// Cleanups run last registered first: SIGTERM, then a kill in case
 		// that failed, then the registry's and the control plane's.
@@ -266,6 +279,14 @@ var _ = Describe("the sample Artifact", Ordered, func() {
 		}()},
 		// Another media type: the sample's selector leaves it out.
 		{"README.md", "text/markdown", []byte("# not published\n")},
+	}
+	// The second push: app.yaml changes, rules.yaml goes, extra.yaml
+	// comes.
+	second := []artifactFile{
+		{"app.yaml", "", []byte("replicas: 3\nimage: example/app:1.1\n")},
+		first[2],
+		{"extra.yaml", "", []byte("feature: on\n")},
+		first[3],
 	}
 	// withMediaType gives the files without one the sample's media type.
 	withMediaType := func(files []artifactFile) []artifactFile {
@@ -310,13 +331,6 @@ var _ = Describe("the sample Artifact", Ordered, func() {
 	})
 
 	It("follows a new push to the same tag", func() {
-		// app.yaml changes, rules.yaml goes, extra.yaml comes.
-		second := []artifactFile{
-			{"app.yaml", "", []byte("replicas: 3\nimage: example/app:1.1\n")},
-			first[2],
-			{"extra.yaml", "", []byte("feature: on\n")},
-			first[3],
-		}
 		digest := pushFiles(oras, reg, dockerConfig, s.ref, withMediaType(second))
 		Expect(digest).NotTo(Equal(firstDigest))
 
@@ -360,4 +374,176 @@ var _ = Describe("the sample Artifact", Ordered, func() {
 		Expect(c.Args).To(ContainElement("--docker-config=/var/run/ocisync/pull-secrets/0/config.json"))
 		Expect(job.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", s.pullSecret)))
 	})
+	It("serves Prometheus metrics about its syncs, its registry requests and its Artifacts", func() {
+		families := scrape(metricsAddr)
+		value := func(name string, labels ...string) float64 {
+			GinkgoHelper()
+			m := findMetric(families, name, labels...)
+			Expect(m).NotTo(BeNil(), "%s%v is missing from /metrics", name, labels)
+			return metricValue(m)
+		}
+		Expect(value("ocisync_artifact_syncs_total", "result", "published", "reason", "Succeeded")).To(BeNumerically(">=", 2),
+			"the first sync and the one after the new push published")
+		Expect(value("ocisync_artifact_syncs_total", "result", "failed", "reason", "CredentialsNotFound")).To(BeNumerically(">=", 1),
+			"the syncs without the pull secret failed")
+		Expect(value("ocisync_artifact_syncs_total", "result", "pending", "reason", "Progressing")).To(BeNumerically(">=", 1),
+			"the volume's sync Job never runs here")
+		published := findMetric(families, "ocisync_artifact_sync_duration_seconds", "result", "published")
+		Expect(published).NotTo(BeNil())
+		Expect(published.GetHistogram().GetSampleCount()).To(BeNumerically(">=", 2), "published syncs in the duration histogram")
+		Expect(published.GetHistogram().GetSampleSum()).To(BeNumerically(">", 0))
+
+		var want int64
+		for _, files := range [][]artifactFile{withMediaType(first), withMediaType(second)} {
+			for _, data := range selected(files, s.mediaType) {
+				want += int64(len(data))
+			}
+		}
+		Expect(value("ocisync_pulled_bytes_total", "output", "configmap")).To(BeNumerically(">=", want),
+			"the bytes of the files of both pushes were downloaded")
+		Expect(value("ocisync_registry_requests_total", "method", "GET", "code", "200")).To(BeNumerically(">=", 1))
+		Expect(value("ocisync_registry_requests_total", "method", "HEAD", "code", "401")).To(BeNumerically(">=", 1),
+			"the registry asked for credentials")
+		Expect(findMetric(families, "controller_runtime_reconcile_total", "controller", "artifact", "result", "success")).NotTo(BeNil(),
+			"controller-runtime's own metrics are served too")
+
+		// Read again until the manager's cache and the API server agree.
+		Eventually(func(g Gomega) {
+			var list ocisyncv1alpha1.ArtifactList
+			g.Expect(k8s.List(context.Background(), &list)).To(Succeed())
+			want := map[string]float64{"True": 0, "False": 0, "Unknown": 0}
+			for _, a := range list.Items {
+				status := "Unknown"
+				if c := apimeta.FindStatusCondition(a.Status.Conditions, ocisyncv1alpha1.ConditionReady); c != nil {
+					status = string(c.Status)
+				}
+				want[status]++
+			}
+			g.Expect(want).To(HaveKeyWithValue("True", BeNumerically(">=", 1)), "the sample is Ready")
+			families := scrape(metricsAddr)
+			got := map[string]float64{}
+			for status := range want {
+				if m := findMetric(families, "ocisync_artifacts", "ready", status); m != nil {
+					got[status] = metricValue(m)
+				}
+			}
+			g.Expect(got).To(Equal(want), "ocisync_artifacts by Ready status")
+		}).WithTimeout(syncTimeout).WithPolling(250 * time.Millisecond).Should(Succeed())
+	})
+
+	It("syncs again at once when reconcile.ocisync.io/requestedAt changes", func() {
+		// What `kubectl annotate artifact NAME --overwrite
+		// reconcile.ocisync.io/requestedAt="$(date +%s)"` sends.
+		requested := fmt.Sprint(time.Now().Unix())
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, ocisyncv1alpha1.AnnotationReconcileRequestedAt, requested)
+		Expect(k8s.Patch(context.Background(), s.obj.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
+		Eventually(func(g Gomega) {
+			art := &ocisyncv1alpha1.Artifact{}
+			g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(s.obj), art)).To(Succeed())
+			g.Expect(art.Status.LastHandledReconcileAt).To(Equal(requested))
+		}).WithTimeout(syncTimeout).WithPolling(250 * time.Millisecond).Should(Succeed())
+		Eventually(func() []map[string]any { return syncLines(mgr, s.obj.GetNamespace()+"/"+s.obj.GetName()) }).
+			WithTimeout(syncTimeout).WithPolling(250*time.Millisecond).
+			Should(ContainElement(And(
+				HaveKeyWithValue("requestedAt", requested),
+				HaveKeyWithValue("result", "published"),
+				HaveKeyWithValue("digest", firstDigest),
+			)), "the forced sync downloads and writes the ConfigMap again")
+		waitSynced(s.obj.GetName(), firstDigest)
+	})
+
+	It("logs JSON, one line per sync with the artifact, result, digest, bytes and duration", func() {
+		lines := bytes.Split(bytes.TrimSpace(mgr.Err.Contents()), []byte("\n"))
+		Expect(lines).NotTo(BeEmpty())
+		for _, l := range lines {
+			var obj map[string]any
+			Expect(json.Unmarshal(l, &obj)).To(Succeed(), "with --zap-encoder=json every line of stderr is a JSON object: %s", l)
+		}
+
+		syncs := syncLines(mgr, s.obj.GetNamespace()+"/"+s.obj.GetName())
+		for _, l := range syncs {
+			Expect(l).To(And(
+				HaveKeyWithValue("level", "info"),
+				HaveKey("ts"),
+				HaveKeyWithValue("result", BeElementOf("published", "unchanged", "failed")),
+				HaveKeyWithValue("reason", Not(BeEmpty())),
+				HaveKeyWithValue("bytes", BeNumerically(">=", 0)),
+				HaveKeyWithValue("duration", BeNumerically(">", 0)),
+			), "sync line %v", l)
+		}
+		Expect(syncs).To(ContainElement(And(
+			HaveKeyWithValue("result", "failed"),
+			HaveKeyWithValue("reason", ocisyncv1alpha1.ReasonCredentialsNotFound),
+			HaveKeyWithValue("error", ContainSubstring(s.pullSecret)),
+		)), "a failed sync says why")
+		var want float64
+		for _, data := range selected(withMediaType(second), s.mediaType) {
+			want += float64(len(data))
+		}
+		Expect(syncs).To(ContainElement(And(
+			HaveKeyWithValue("result", "published"),
+			HaveKeyWithValue("reason", ocisyncv1alpha1.ReasonSucceeded),
+			HaveKeyWithValue("digest", firstDigest),
+			HaveKeyWithValue("bytes", want),
+		)), "the sync of the new push, with the bytes it downloaded")
+		// The credentials are checked for in the whole log when the
+		// manager stops.
+	})
 })
+
+// syncLines returns the manager's JSON log lines about the syncs of
+// artifact (namespace/name).
+func syncLines(mgr *gexec.Session, artifact string) []map[string]any {
+	var out []map[string]any
+	for _, l := range bytes.Split(mgr.Err.Contents(), []byte("\n")) {
+		var obj map[string]any
+		if json.Unmarshal(l, &obj) == nil && obj["msg"] == "sync" && obj["artifact"] == artifact {
+			out = append(out, obj)
+		}
+	}
+	return out
+}
+
+// scrape reads the manager's metrics endpoint as Prometheus would.
+func scrape(addr string) map[string]*dto.MetricFamily {
+	GinkgoHelper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	Expect(err).NotTo(HaveOccurred(), "scrape the manager's metrics")
+	defer resp.Body.Close()
+	Expect(resp.StatusCode).To(Equal(http.StatusOK), "GET /metrics")
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	Expect(err).NotTo(HaveOccurred(), "parse /metrics in the Prometheus text format")
+	return families
+}
+
+// findMetric returns the metric of family name with exactly the labels
+// (name, value, ...), or nil.
+func findMetric(families map[string]*dto.MetricFamily, name string, labels ...string) *dto.Metric {
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	f, ok := families[name]
+	if !ok {
+		return nil
+	}
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		if maps.Equal(got, want) {
+			return m
+		}
+	}
+	return nil
+}
+
+// metricValue is a counter's or a gauge's value.
+func metricValue(m *dto.Metric) float64 {
+	if c := m.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return m.GetGauge().GetValue()
+}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"maps"
 	"path/filepath"
 	"testing"
 
@@ -13,6 +14,7 @@ const (
 	defaultLayerType = "application/vnd.oci.image.layer.v1.tar"
 	defaultDirType   = "application/vnd.oci.image.layer.v1.tar+gzip"
 	unknownConfig    = "application/vnd.unknown.config.v1+json"
+	unknownArtifact  = "application/vnd.unknown.artifact.v1"
 )
 
 // ocisyncPush runs `ocisync push` in dir and returns the digest on the
@@ -97,12 +99,15 @@ func TestPushManifest(t *testing.T) {
 		paths        []string // push arguments, relative to fx.src
 		wantArtifact string   // manifest artifactType; "" means absent
 		wantConfig   string   // config media type; "" means don't care
-		wantLayers   []layer
+		// wantAnnotations are the manifest's, exactly: none by default.
+		wantAnnotations map[string]string
+		wantLayers      []layer
 	}{
 		{
-			name:       "default types without artifact type",
-			paths:      []string{"hello.txt", "data.bin", "tree"},
-			wantConfig: unknownConfig,
+			name:         "default types: an image-spec 1.1 artifact, as ORAS pushes it",
+			paths:        []string{"hello.txt", "data.bin", "tree"},
+			wantArtifact: unknownArtifact,
+			wantConfig:   ocispec.MediaTypeEmptyJSON,
 			wantLayers: []layer{
 				{"hello.txt", "hello.txt", defaultLayerType, false},
 				{"data.bin", "data.bin", defaultLayerType, false},
@@ -110,8 +115,14 @@ func TestPushManifest(t *testing.T) {
 			},
 		},
 		{
-			name:         "artifact type and custom media types",
-			extra:        []string{"--artifact-type", typeBundle},
+			name: "artifact type, custom media types and annotations",
+			extra: []string{"--artifact-type", typeBundle,
+				"--annotation", ocispec.AnnotationCreated + "=2026-01-02T03:04:05Z",
+				"--annotation", ocispec.AnnotationSource + "=https://example.com/src"},
+			wantAnnotations: map[string]string{
+				ocispec.AnnotationCreated: "2026-01-02T03:04:05Z",
+				ocispec.AnnotationSource:  "https://example.com/src",
+			},
 			paths:        []string{"hello.txt:" + typeText, "data.bin:" + typeRandom, "tree/:" + typeTree},
 			wantArtifact: typeBundle,
 			wantLayers: []layer{
@@ -121,7 +132,8 @@ func TestPushManifest(t *testing.T) {
 			},
 		},
 		{
-			name:       "nested relative path keeps the base name",
+			name:       "an empty artifact type writes the pre-1.1 form; a nested relative path keeps the base name",
+			extra:      []string{"--artifact-type="},
 			paths:      []string{"tree/sub/deeper/c.json", "tree/sub"},
 			wantConfig: unknownConfig,
 			wantLayers: []layer{
@@ -145,6 +157,9 @@ func TestPushManifest(t *testing.T) {
 			}
 			if tt.wantConfig != "" && m.Config.MediaType != tt.wantConfig {
 				t.Errorf("config mediaType %q, want %q", m.Config.MediaType, tt.wantConfig)
+			}
+			if !maps.Equal(m.Annotations, tt.wantAnnotations) {
+				t.Errorf("manifest annotations %v, want %v", m.Annotations, tt.wantAnnotations)
 			}
 			got := layerByTitle(m)
 			if len(m.Layers) != len(tt.wantLayers) || len(got) != len(tt.wantLayers) {
