@@ -391,6 +391,29 @@ func runWithBundleRBAC(t *testing.T, cp *controlplane.ControlPlane, k8s client.C
 		}
 		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app-config"}, &corev1.ConfigMap{})
 	})
+	// What the README and docs tell users to run, with a user's kubectl.
+	kubectlAs := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(kubectl(t), append([]string{"--kubeconfig", admin}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	kubectlAs("wait", "-n", ns, "--for=condition=Ready", "artifact/app-config", "--timeout=30s")
+	table := kubectlAs("get", "artifacts", "-n", ns, "-o", "wide")
+	for _, col := range []string{"READY", "DIGEST", "REFERENCE", "AGE", "STATUS", "app-config", strings.TrimPrefix(digest, "sha256:")[:12]} {
+		if !strings.Contains(table, col) {
+			t.Errorf("kubectl get artifacts -o wide lacks %q:\n%s", col, table)
+		}
+	}
+	explain := kubectlAs("explain", "artifact.spec")
+	for _, field := range []string{"reference", "mediaType", "semver", "pullSecrets", "configMap", "volume", "Reference names the artifact"} {
+		if !strings.Contains(explain, field) {
+			t.Errorf("kubectl explain artifact.spec lacks %q:\n%s", field, explain)
+		}
+	}
+
 	waitFor(t, "Artifact app-files gets a sync Job with the manager's image", waitTimeout, func() error {
 		var jobs batchv1.JobList
 		if err := k8s.List(ctx, &jobs, client.InNamespace(ns), client.MatchingLabels{ocisyncv1alpha1.LabelArtifactName: toVolume.Name}); err != nil {
