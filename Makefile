@@ -135,7 +135,7 @@ run: build ## Run the controller manager against the cluster of $KUBECONFIG or ~
 DEMO_ARGS ?=
 
 .PHONY: demo
-demo: test-tools build ## See it work: a local API server, registry and manager with config/samples, until Ctrl-C (no cluster needed).
+demo: envtest registry build ## See it work: a local API server, registry and manager with config/samples, until Ctrl-C (no cluster needed).
 	go build -o "$(LOCALBIN)/ocisync-demo" ./hack/demo
 	$(TEST_ENV) "$(LOCALBIN)/ocisync-demo" $(DEMO_ARGS)
 
