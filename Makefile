@@ -101,9 +101,23 @@ test: check lint test-tools build ## Check formatting, vet and lint, build the t
 test-unit: ## Run only the unit tests under internal/ (no tools needed; skips the envtest suite).
 	go test $(RACE) $(GOTEST_FLAGS) -skip '^TestController$$' ./internal/...
 
+# The scale and big blob runs of make bench (test/bench): Artifact counts,
+# blob size and the Artifacts' interval, which is also the steady-state
+# window. E.g. make bench BENCH_N=100 BENCH_BLOB=64Mi for a quick run. The
+# manager's CPU and heap profiles are kept in bin/bench-profiles.
+BENCH_N ?= 100,1000
+BENCH_BLOB ?= 1Gi
+BENCH_INTERVAL ?= 10s
+# --concurrent values of the manager: the anchor's 10 and more workers.
+BENCH_CONCURRENT ?= 10,50
+
 .PHONY: bench
-bench: test-tools build ## Run the benchmarks (no tests).
+# Without the race detector: the counting proxy runs in the test process.
+bench: test-tools build ## Run the Go benchmarks, then the scale and big blob runs of test/bench, which write docs/benchmarks.md.
 	$(TEST_ENV) go test -run '^$$' -bench . ./...
+	$(TEST_ENV) OCISYNC_BENCH_N="$(BENCH_N)" OCISYNC_BENCH_BLOB="$(BENCH_BLOB)" OCISYNC_BENCH_INTERVAL="$(BENCH_INTERVAL)" OCISYNC_BENCH_CONCURRENT="$(BENCH_CONCURRENT)" \
+		OCISYNC_BENCH_OUT="$(abspath docs/benchmarks.md)" OCISYNC_BENCH_PROFILE_DIR="$(LOCALBIN)/bench-profiles" \
+		go test -count=1 -timeout 60m -run '^TestBench$$' -v ./test/bench
 
 .PHONY: fuzz
 fuzz: test-tools build ## Run each Go fuzz target for FUZZTIME (default 30s).

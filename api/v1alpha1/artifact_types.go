@@ -78,7 +78,9 @@ type ArtifactSpec struct {
 	CertSecretRef *corev1.LocalObjectReference `json:"certSecretRef,omitempty"`
 
 	// Interval is how often the reference is checked for a new digest,
-	// as a duration such as 30s, 5m or 1h.
+	// as a duration such as 30s, 5m or 1h. Up to 10% is added at random
+	// to each wait, so that Artifacts created together do not poll their
+	// registry together.
 	// +optional
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string

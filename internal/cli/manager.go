@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
@@ -24,18 +26,25 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ocisyncv1alpha1 "github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/blobcache"
 	"github.com/ocisync/ocisync/internal/controller"
+	"github.com/ocisync/ocisync/internal/oci/transport"
 )
 
 // managerOptions are the flags of 'ocisync manager'.
 type managerOptions struct {
 	metricsAddr             string
 	probeAddr               string
+	pprofAddr               string
 	leaderElect             bool
 	leaderElectionID        string
 	leaderElectionNamespace string
 	syncImage               string
 	syncJobTTL              time.Duration
+	concurrent              int
+	registryMaxInFlight     int
+	blobCacheDir            string
+	blobCacheSize           string
 	zap                     zap.Options
 }
 
@@ -44,6 +53,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"address the Prometheus metrics endpoint (/metrics) binds to, served over plain HTTP (e.g. :8080); 0 turns metrics off")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081",
 		"address the /healthz and /readyz probe endpoints bind to; 0 turns them off")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0",
+		"address Go's profiling endpoints (/debug/pprof/) bind to, over plain HTTP and without authentication, so keep it on localhost (e.g. 127.0.0.1:6060); 0 turns them off")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false,
 		"elect a leader through a Lease so that only one of several replicas reconciles at a time")
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "manager.ocisync.io",
@@ -54,6 +65,14 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"image of the Jobs that sync volume outputs; it must run ocisync as its entrypoint (default: the manager's own image, found through the POD_NAME and POD_NAMESPACE environment variables)")
 	fs.DurationVar(&o.syncJobTTL, "sync-job-ttl", controller.DefaultSyncJobTTL,
 		"how long finished sync Jobs are kept for inspection before Kubernetes deletes them")
+	fs.IntVar(&o.concurrent, "concurrent", controller.DefaultConcurrentReconciles,
+		"how many Artifacts sync at once; a sync mostly waits on its registry, so more than the cores pay off, while each may hold up to 1 MiB of ConfigMap content in memory")
+	fs.IntVar(&o.registryMaxInFlight, "registry-max-inflight", transport.DefaultMaxInFlight,
+		"how many requests the manager sends to one registry (scheme and host) at once, all Artifacts together; a blob download counts until it ends")
+	fs.StringVar(&o.blobCacheDir, "blob-cache-dir", filepath.Join(os.TempDir(), "ocisync-blobs"),
+		"folder of the cache of layers the ConfigMap output downloads, shared by all Artifacts; its content is verified again on every read")
+	fs.StringVar(&o.blobCacheSize, "blob-cache-size", "256Mi",
+		"bound of the blob cache in bytes, as a quantity (e.g. 512Mi); least recently used layers are evicted past it, larger layers bypass it, and 0 turns the cache off")
 	// --kubeconfig, with controller-runtime's usual precedence: the flag,
 	// then $KUBECONFIG, then the in-cluster config, then ~/.kube/config.
 	config.RegisterFlags(fs)
@@ -81,6 +100,26 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "ocisync manager: unexpected argument %q; the manager takes only flags, run 'ocisync manager -h' for them\n", fs.Arg(0))
 		return 2
+	}
+	if opts.concurrent < 1 {
+		fmt.Fprintf(stderr, "ocisync manager: --concurrent is %d; give at least 1\n", opts.concurrent)
+		return 2
+	}
+	if opts.registryMaxInFlight < 1 {
+		fmt.Fprintf(stderr, "ocisync manager: --registry-max-inflight is %d; give at least 1\n", opts.registryMaxInFlight)
+		return 2
+	}
+	cacheSize, err := resource.ParseQuantity(opts.blobCacheSize)
+	if err != nil || cacheSize.Sign() < 0 {
+		fmt.Fprintf(stderr, "ocisync manager: --blob-cache-size %q is not a size in bytes; give a quantity such as 256Mi, or 0 to turn the cache off\n", opts.blobCacheSize)
+		return 2
+	}
+	// Opened before the manager starts, so that a folder it cannot use
+	// stops the manager with this message rather than failing each sync.
+	blobCache, err := blobcache.New(opts.blobCacheDir, cacheSize.Value())
+	if err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: %v\n", err)
+		return 1
 	}
 
 	// Find the cluster before installing the logger: controller-runtime
@@ -116,6 +155,7 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 		Cache:                   controller.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
 		HealthProbeBindAddress:  opts.probeAddr,
+		PprofBindAddress:        opts.pprofAddr,
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        opts.leaderElectionID,
 		LeaderElectionNamespace: opts.leaderElectionNamespace,
@@ -137,7 +177,7 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 			opts.syncImage = img
 		}
 	}
-	if err := setupControllers(mgr, opts); err != nil {
+	if err := setupControllers(mgr, opts, blobCache); err != nil {
 		fmt.Fprintf(stderr, "ocisync manager: cannot set up the controllers: %v\n", err)
 		return 1
 	}
@@ -203,7 +243,7 @@ func ownImage(ctx context.Context, reader client.Reader) (string, error) {
 }
 
 // setupControllers registers the reconcilers with the manager.
-func setupControllers(mgr ctrl.Manager, opts managerOptions) error {
+func setupControllers(mgr ctrl.Manager, opts managerOptions, blobCache *blobcache.Cache) error {
 	if err := (&controller.ArtifactReconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
@@ -211,6 +251,10 @@ func setupControllers(mgr ctrl.Manager, opts managerOptions) error {
 		Recorder:   mgr.GetEventRecorder("ocisync"),
 		SyncImage:  opts.syncImage,
 		SyncJobTTL: opts.syncJobTTL,
+		BlobCache:  blobCache,
+
+		MaxConcurrentReconciles: opts.concurrent,
+		RegistryLimits:          &transport.Hosts{MaxInFlight: opts.registryMaxInFlight},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Artifact controller: %w", err)
 	}
@@ -230,7 +274,8 @@ func managerUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "(namespace/name), result, reason, digest, bytes pulled and duration (in")
 	fmt.Fprintln(w, "seconds). With --metrics-bind-address it serves Prometheus metrics at")
 	fmt.Fprintln(w, "/metrics: ocisync_artifact_syncs_total, ocisync_artifact_sync_duration_seconds,")
-	fmt.Fprintln(w, "ocisync_pulled_bytes_total, ocisync_registry_requests_total and")
+	fmt.Fprintln(w, "ocisync_pulled_bytes_total, ocisync_registry_requests_total,")
+	fmt.Fprintln(w, "ocisync_blob_cache_lookups_total, ocisync_blob_cache_evictions_total and")
 	fmt.Fprintln(w, "ocisync_artifacts, next to controller-runtime's own.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags:")

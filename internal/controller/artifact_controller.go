@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -23,10 +24,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/blobcache"
 	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/oci/auth"
 	"github.com/ocisync/ocisync/internal/oci/reference"
+	"github.com/ocisync/ocisync/internal/oci/transport"
 )
 
 // Defaults for fields the API server defaults too; they matter for
@@ -46,6 +49,14 @@ type ArtifactReconciler struct {
 	// keyed by registry, scope and credential, so Artifacts of different
 	// namespaces never share one. Nil gives the reconciler its own.
 	TokenCache *auth.TokenCache
+	// RegistryLimits bounds the requests in flight per registry and holds
+	// back every Artifact's requests to a registry that answered 429. It
+	// is shared by every Artifact's registry client; nil gives the
+	// reconciler one with the defaults.
+	RegistryLimits *transport.Hosts
+	// MaxConcurrentReconciles is how many Artifacts sync at once; 0 means
+	// DefaultConcurrentReconciles.
+	MaxConcurrentReconciles int
 	// APIReader reads what the manager does not cache (the Pods of a
 	// failed sync Job). Nil reads through Client.
 	APIReader client.Reader
@@ -55,6 +66,10 @@ type ArtifactReconciler struct {
 	// SyncJobTTL is how long finished sync Jobs are kept; 0 means
 	// DefaultSyncJobTTL.
 	SyncJobTTL time.Duration
+	// BlobCache keeps the layers the ConfigMap output downloads, so that a
+	// layer shared by Artifacts of one repository, or unchanged in a new
+	// version, is downloaded once. Nil downloads every time.
+	BlobCache *blobcache.Cache
 
 	clients httpClients
 }
@@ -113,6 +128,11 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	force := requested != "" && requested != obj.Status.LastHandledReconcileAt
 	start := time.Now()
 	out, wait, err := r.sync(ctx, obj, force)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// The deadline was spec.timeout's: say so, since "context
+		// deadline exceeded" alone does not tell what to change.
+		err = fmt.Errorf("the sync did not finish within spec.timeout (%s); check the registry or raise spec.timeout: %w", timeout(obj), err)
+	}
 	if requested != "" {
 		obj.Status.LastHandledReconcileAt = requested
 	}
@@ -120,11 +140,17 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		se := classify(err)
 		r.markFailed(obj, se)
 		observeSync(ctx, obj, out, force, metrics.ResultFailed, se.reason, se, time.Since(start))
+		var paused *transport.PausedError
 		switch {
 		case se.stall:
 			return ctrl.Result{}, nil
 		case se.retryAfter > 0:
 			return ctrl.Result{RequeueAfter: se.retryAfter}, nil
+		case errors.As(err, &paused) && time.Until(paused.Until) > 0:
+			// Ask again once the registry's pause ends, not sooner
+			// (jittered: every Artifact of that registry waits for the
+			// same instant).
+			return ctrl.Result{RequeueAfter: jittered(time.Until(paused.Until), rand.Float64())}, nil
 		}
 		return ctrl.Result{}, err
 	}
@@ -142,7 +168,7 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	if out.newDigest {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Published", "Publish", "published %s", obj.Status.ResolvedReference)
 	}
-	return ctrl.Result{RequeueAfter: interval(obj)}, nil
+	return ctrl.Result{RequeueAfter: jittered(interval(obj), rand.Float64())}, nil
 }
 
 // syncOutcome is what one sync did, for its log line and metrics.
@@ -327,7 +353,13 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 				return stalled(v1alpha1.ReasonSelectorMismatch, "layer %q is a directory; a ConfigMap holds only files: select files with spec.mediaType or use spec.volume", l.Annotations[oci.AnnotationTitle])
 			}
 		}
-		files, err := download(ctx, repo, layers)
+		// A forced sync downloads again: it is how to get past anything
+		// cached, whatever it is.
+		cache := r.BlobCache
+		if force {
+			cache = nil
+		}
+		files, err := download(ctx, repo, layers, cache)
 		if err != nil {
 			return err
 		}
@@ -361,12 +393,15 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 	return nil
 }
 
-// download fetches and verifies each layer into memory. Only the
-// ConfigMap output does this, and it is bounded to 1 MiB in all.
-func download(ctx context.Context, repo *oci.Repository, layers []ocispec.Descriptor) ([]file, error) {
+// download fetches and verifies each layer into memory, through cache
+// (nil: straight from the registry). Only the ConfigMap output does this,
+// and it is bounded to 1 MiB in all.
+func download(ctx context.Context, repo *oci.Repository, layers []ocispec.Descriptor, cache *blobcache.Cache) ([]file, error) {
 	files := make([]file, 0, len(layers))
 	for _, l := range layers {
-		rc, err := repo.FetchBlob(ctx, l, maxConfigMapBytes)
+		rc, err := cache.Open(ctx, repo.String(), l, func(ctx context.Context) (io.ReadCloser, error) {
+			return repo.FetchBlob(ctx, l, maxConfigMapBytes)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -416,6 +451,21 @@ func interval(obj *v1alpha1.Artifact) time.Duration {
 		return d
 	}
 	return defaultInterval
+}
+
+// maxJitter is the largest fraction of the interval added to a
+// successful sync's requeue.
+const maxJitter = 0.1
+
+// jittered returns d stretched by a fraction u ∈ [0, 1) of maxJitter, so
+// that Artifacts created together (a GitOps apply, a manager restart) do
+// not poll their registry together. A fresh u each sync, rather than a
+// fixed phase per Artifact, keeps them drifting apart even when two drew
+// close phases once; never shorter than d, so the registry is asked no
+// more often than the interval says.
+func jittered(d time.Duration, u float64) time.Duration {
+	u = min(max(u, 0), 1)
+	return d + time.Duration(float64(d)*maxJitter*u)
 }
 
 func timeout(obj *v1alpha1.Artifact) time.Duration {

@@ -100,10 +100,16 @@ func contentChecksum(cm *corev1.ConfigMap) string {
 // checkConfigMapFit refuses, before anything is downloaded, files that a
 // ConfigMap cannot hold.
 func checkConfigMapFit(names []string, total int64) error {
+	seen := make(map[string]bool, len(names))
 	for _, n := range names {
 		if errs := validation.IsConfigMapKey(n); len(errs) > 0 {
 			return stalled(v1alpha1.ReasonSelectorMismatch, "file %q cannot be a ConfigMap key (%s); select other layers with spec.mediaType or use spec.volume", n, errs[0])
 		}
+		// One key would silently hold only the last layer of the title.
+		if seen[n] {
+			return stalled(v1alpha1.ReasonSelectorMismatch, "two selected layers have the title %q, and a ConfigMap holds one value per key; select one of them with spec.mediaType", n)
+		}
+		seen[n] = true
 	}
 	if total > maxConfigMapBytes {
 		return stalled(v1alpha1.ReasonTooLarge, "the selected files hold %d bytes, more than the %d a ConfigMap can; use spec.volume for artifacts this large", total, maxConfigMapBytes)

@@ -36,7 +36,7 @@ func (r *ArtifactReconciler) registryClient(ctx context.Context, obj *v1alpha1.A
 		return nil, nil, err
 	}
 	access := &registryAccess{pullSecrets: secrets}
-	topts := transport.Options{MaxRetries: controllerRetries, UserAgent: "ocisync-controller"}
+	topts := transport.Options{MaxRetries: controllerRetries, UserAgent: "ocisync-controller", Limits: r.RegistryLimits}
 	if ref := obj.Spec.CertSecretRef; ref != nil {
 		secret, err := r.secret(ctx, obj.Namespace, ref.Name, "spec.certSecretRef")
 		if err != nil {
@@ -201,9 +201,15 @@ func (r *ArtifactReconciler) httpClient(opts transport.Options) (*http.Client, e
 		return nil, err
 	}
 	// Counted beneath the retries, so that the metric shows each attempt
-	// the registry answered, 503s that a retry then mended included.
+	// the registry answered, 503s that a retry then mended included, and
+	// beneath the per-registry limit, so that a request held back by a
+	// rate limiting pause is not counted as sent.
 	if retry, ok := c.Transport.(*transport.Retry); ok {
-		retry.Base = metrics.InstrumentRoundTripper(retry.Base)
+		if limit, ok := retry.Base.(*transport.Limit); ok {
+			limit.Base = metrics.InstrumentRoundTripper(limit.Base)
+		} else {
+			retry.Base = metrics.InstrumentRoundTripper(retry.Base)
+		}
 	} else {
 		c.Transport = metrics.InstrumentRoundTripper(c.Transport)
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
@@ -44,7 +45,12 @@ func classify(err error) *syncError {
 	switch {
 	case errors.Is(err, oci.ErrInvalidReference):
 		return &syncError{reason: v1alpha1.ReasonInvalidReference, stall: true, err: err}
-	case errors.Is(err, oci.ErrDigestMismatch), errors.Is(err, oci.ErrSizeMismatch):
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// A connection that broke off before its Content-Length: the
+		// network or the registry failed, not the content. (The size
+		// check caught it too, so it was never published.)
+		return &syncError{reason: v1alpha1.ReasonRegistryUnavailable, err: err}
+	case errors.Is(err, oci.ErrDigestMismatch), errors.Is(err, oci.ErrSizeMismatch), errors.Is(err, oci.ErrInvalidManifest):
 		return &syncError{reason: v1alpha1.ReasonVerificationFailed, err: err}
 	case errors.Is(err, oci.ErrTooLarge):
 		// The registry's content can change, but for the digest at hand

@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("x: %w", oci.ErrInvalidReference), v1alpha1.ReasonInvalidReference, true},
 		{fmt.Errorf("x: %w", oci.ErrDigestMismatch), v1alpha1.ReasonVerificationFailed, false},
 		{fmt.Errorf("x: %w", oci.ErrSizeMismatch), v1alpha1.ReasonVerificationFailed, false},
+		{fmt.Errorf("x: %w: %w", oci.ErrSizeMismatch, io.ErrUnexpectedEOF), v1alpha1.ReasonRegistryUnavailable, false},
 		{fmt.Errorf("x: %w", oci.ErrTooLarge), v1alpha1.ReasonTooLarge, true},
 		{fmt.Errorf("x: %w", oci.ErrUnauthorized), v1alpha1.ReasonAuthenticationFailed, false},
 		{fmt.Errorf("x: %w", oci.ErrDenied), v1alpha1.ReasonAuthenticationFailed, false},

@@ -1,18 +1,27 @@
 package controller
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
+
+	registrytest "github.com/ocisync/ocisync/test/registry"
 )
 
 // fault is what the proxy does to the requests of one repository.
@@ -31,10 +40,42 @@ const (
 	// faultHang holds requests until the fault is changed, so a sync
 	// can be caught in the middle.
 	faultHang
+	// faultServerError answers 500 Internal Server Error.
+	faultServerError
+	// faultTooManyRequests answers 429 with "Retry-After: 1", as a
+	// rate-limiting registry does.
+	faultTooManyRequests
+	// faultResetBlob sends the headers and half of a blob body, then
+	// resets the connection.
+	faultResetBlob
+	// faultTruncateBlob sends half of a blob body and ends the response
+	// normally, keeping the Content-Length of the whole.
+	faultTruncateBlob
+	// faultStallBlob sends the headers and half of a blob body, then
+	// stalls until the fault is changed or the client gives up.
+	faultStallBlob
+	// faultRedirectBlob answers blob downloads with a 307 redirect to the
+	// proxy's redirect target (see SetRedirectTarget), another origin.
+	faultRedirectBlob
+	// faultRejectToken answers requests carrying a bearer token with 401
+	// and a fresh challenge, as a registry does once the token expired.
+	faultRejectToken
 )
 
 func (f fault) String() string {
-	return [...]string{"none", "corrupt blobs", "503", "drop connections", "hang"}[f]
+	return [...]string{"none", "corrupt blobs", "503", "drop connections", "hang",
+		"500", "429 with Retry-After", "reset mid-blob", "truncated blob", "stalled blob", "redirected blob",
+		"expired token"}[f]
+}
+
+// blobFault reports whether f only concerns blob downloads: other requests
+// pass untouched.
+func (f fault) blobFault() bool {
+	switch f {
+	case faultCorruptBlobs, faultResetBlob, faultTruncateBlob, faultStallBlob, faultRedirectBlob:
+		return true
+	}
+	return false
 }
 
 // requestKey counts requests by repository, method and endpoint kind
@@ -55,10 +96,27 @@ type registryProxy struct {
 
 	mu     sync.Mutex
 	faults map[string]fault
-	// release is closed when a repository's faultHang ends.
+	// remaining, when set for a repository, is how many more requests its
+	// fault hits before it clears itself: a burst.
+	remaining map[string]int
+	// release is closed when a repository's faultHang or faultStallBlob
+	// ends.
 	release map[string]chan struct{}
 	counts  map[requestKey]int
+	// faulted counts the requests a fault was applied to, by repository.
+	faulted map[string]int
+	// redirectTarget is the base URL faultRedirectBlob sends clients to.
+	redirectTarget string
+	// tokenRealm is the token server the registry's challenges name; when
+	// set, challenges name the proxy's /token instead, which forwards to
+	// it, so that faults can reach the token endpoint (as repository
+	// tokenRepo).
+	tokenRealm string
+	tokenProxy *httputil.ReverseProxy
 }
+
+// tokenRepo is the key of the token endpoint's faults and counts.
+const tokenRepo = "/token"
 
 // registryPath splits /v2/<repo>/<kind>/<rest>; blob uploads get their own
 // kind so that they are never mistaken for downloads.
@@ -76,21 +134,33 @@ func parseRegistryPath(p string) (repo, kind string) {
 	return repo, kind
 }
 
-// startRegistryProxy serves a proxy to target (an http:// URL) until the
-// current node (spec or suite) ends.
-func startRegistryProxy(target string) *registryProxy {
+// startRegistryProxy serves a plain-HTTP proxy to target (an http:// or,
+// trusting caFile, https:// URL) until the current node (spec or suite)
+// ends.
+func startRegistryProxy(target string, caFile ...string) *registryProxy {
 	GinkgoHelper()
 	u, err := url.Parse(target)
 	if err != nil {
 		Fail("parse the proxy target " + target + ": " + err.Error())
 	}
 	p := &registryProxy{
-		faults:  map[string]fault{},
-		release: map[string]chan struct{}{},
-		counts:  map[requestKey]int{},
+		faults:    map[string]fault{},
+		remaining: map[string]int{},
+		release:   map[string]chan struct{}{},
+		counts:    map[requestKey]int{},
+		faulted:   map[string]int{},
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.Proxy = nil
+	if len(caFile) > 0 {
+		pem, err := os.ReadFile(caFile[0])
+		if err != nil {
+			Fail("read the proxy target's CA: " + err.Error())
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
@@ -98,6 +168,8 @@ func startRegistryProxy(target string) *registryProxy {
 		Transport:      transport,
 		ModifyResponse: p.modifyResponse,
 		ErrorLog:       log.New(GinkgoWriter, "registry proxy: ", 0),
+		// Flush at once, so a stalled body has really sent its first half.
+		FlushInterval: -1,
 	}
 	p.server = httptest.NewServer(http.HandlerFunc(p.serveHTTP))
 	p.Host = strings.TrimPrefix(p.server.URL, "http://")
@@ -130,12 +202,58 @@ func (p *registryProxy) SetFault(repo string, f fault) {
 	p.setFaultLocked(repo, f)
 }
 
+// SetBurst applies f to the next n requests of repo it concerns, then
+// clears it.
+func (p *registryProxy) SetBurst(repo string, f fault, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.setFaultLocked(repo, f)
+	p.remaining[repo] = n
+}
+
+// Faulted returns how many requests of repo a fault was applied to.
+func (p *registryProxy) Faulted(repo string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.faulted[repo]
+}
+
+// Down stops the proxy as a registry restart does: connections in use are
+// cut and new ones refused until Up.
+func (p *registryProxy) Down() {
+	GinkgoHelper()
+	if err := p.server.Listener.Close(); err != nil {
+		Fail("close the proxy's listener: " + err.Error())
+	}
+	p.server.CloseClientConnections()
+}
+
+// Up serves on the proxy's address again after Down.
+func (p *registryProxy) Up() {
+	GinkgoHelper()
+	l, err := net.Listen("tcp", p.Host)
+	if err != nil {
+		Fail("listen on the proxy's address " + p.Host + " again: " + err.Error())
+	}
+	p.server.Listener = l
+	go func() { _ = p.server.Config.Serve(l) }()
+}
+
+// SetRedirectTarget sets the base URL (scheme://host) faultRedirectBlob
+// redirects to.
+func (p *registryProxy) SetRedirectTarget(base string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.redirectTarget = base
+}
+
 func (p *registryProxy) setFaultLocked(repo string, f fault) {
-	if ch, ok := p.release[repo]; ok && f != faultHang {
+	delete(p.remaining, repo)
+	if ch, ok := p.release[repo]; ok && f != faultHang && f != faultStallBlob {
 		close(ch)
 		delete(p.release, repo)
 	}
-	if f == faultHang {
+	if f == faultHang || f == faultStallBlob {
 		if _, ok := p.release[repo]; !ok {
 			p.release[repo] = make(chan struct{})
 		}
@@ -180,18 +298,96 @@ func countsSince(before, after map[requestKey]int) map[requestKey]int {
 	return out
 }
 
+// ProxyTokens makes the registry's challenges name the proxy's /token
+// instead of realm, the registry's token server, and forwards /token there.
+func (p *registryProxy) ProxyTokens(realm string) {
+	GinkgoHelper()
+	u, err := url.Parse(realm)
+	if err != nil {
+		Fail("parse the token realm " + realm + ": " + err.Error())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tokenRealm = realm
+	p.tokenProxy = &httputil.ReverseProxy{
+		Rewrite:  func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: u.Scheme, Host: u.Host}) },
+		ErrorLog: log.New(GinkgoWriter, "token proxy: ", 0),
+	}
+}
+
+// takeLocked returns the fault to apply to request r of repo and kind,
+// counting it against a burst, and the channel that ends a stall. Call
+// with p.mu held.
+func (p *registryProxy) takeLocked(repo, kind string, r *http.Request) (fault, chan struct{}) {
+	f := p.faults[repo]
+	if f == faultNone || (f.blobFault() && (kind != "blobs" || r.Method != http.MethodGet)) {
+		return faultNone, nil
+	}
+	if f == faultRejectToken && !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		return faultNone, nil
+	}
+	release := p.release[repo]
+	p.faulted[repo]++
+	if n, ok := p.remaining[repo]; ok {
+		if n <= 1 {
+			p.setFaultLocked(repo, faultNone)
+		} else {
+			p.remaining[repo] = n - 1
+		}
+	}
+	return f, release
+}
+
+// faultKey carries the fault chosen for a request to modifyResponse.
+type faultKey struct{}
+
+type faultValue struct {
+	f       fault
+	release chan struct{}
+}
+
 func (p *registryProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	repo, kind := parseRegistryPath(r.URL.Path)
 	p.mu.Lock()
+	tokens := p.tokenProxy
+	if tokens != nil && r.URL.Path == tokenRepo {
+		repo = tokenRepo
+	}
 	p.counts[requestKey{repo, r.Method, kind}]++
-	f := p.faults[repo]
-	release := p.release[repo]
+	f, release := p.takeLocked(repo, kind, r)
+	redirect := p.redirectTarget
 	p.mu.Unlock()
 
+	if repo == tokenRepo {
+		if f == faultUnavailable {
+			http.Error(w, `{"errors":[{"code":"UNAVAILABLE","message":"the test token server is down"}]}`, http.StatusServiceUnavailable)
+			return
+		}
+		r.URL.Path = "/token"
+		tokens.ServeHTTP(w, r)
+		return
+	}
 	switch f {
+	case faultRejectToken:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service=%q,scope="repository:%s:pull"`,
+			p.server.URL, registrytest.DefaultService, repo))
+		http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}`, http.StatusUnauthorized)
+		return
 	case faultUnavailable:
 		http.Error(w, `{"errors":[{"code":"UNAVAILABLE","message":"the test proxy is refusing service"}]}`, http.StatusServiceUnavailable)
 		return
+	case faultServerError:
+		http.Error(w, `{"errors":[{"code":"UNKNOWN","message":"the test proxy failed"}]}`, http.StatusInternalServerError)
+		return
+	case faultTooManyRequests:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"the test proxy is rate limiting"}]}`, http.StatusTooManyRequests)
+		return
+	case faultRedirectBlob:
+		http.Redirect(w, r, redirect+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		return
+	case faultResetBlob, faultTruncateBlob, faultStallBlob, faultCorruptBlobs:
+		r = r.WithContext(context.WithValue(r.Context(), faultKey{}, faultValue{f, release}))
 	case faultDrop:
 		// Aborting before any header is written makes the server close
 		// the connection: the client sees it reset without an answer.
@@ -207,14 +403,58 @@ func (p *registryProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *registryProxy) modifyResponse(resp *http.Response) error {
-	repo, kind := parseRegistryPath(resp.Request.URL.Path)
 	p.mu.Lock()
-	f := p.faults[repo]
+	realm := p.tokenRealm
 	p.mu.Unlock()
-	if f == faultCorruptBlobs && kind == "blobs" && resp.Request.Method == http.MethodGet && resp.StatusCode == http.StatusOK {
+	if c := resp.Header.Get("WWW-Authenticate"); realm != "" && c != "" {
+		resp.Header.Set("WWW-Authenticate", strings.ReplaceAll(c, realm, p.server.URL+tokenRepo))
+	}
+	v, _ := resp.Request.Context().Value(faultKey{}).(faultValue)
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	half := resp.ContentLength / 2
+	switch v.f {
+	case faultCorruptBlobs:
 		resp.Body = &corruptingReader{ReadCloser: resp.Body}
+	case faultResetBlob:
+		// ReverseProxy aborts the response when copying the body fails.
+		resp.Body = &cutReader{ReadCloser: resp.Body, left: half, err: errors.New("the test proxy reset the connection")}
+	case faultTruncateBlob:
+		resp.Body = &cutReader{ReadCloser: resp.Body, left: half, err: io.EOF}
+	case faultStallBlob:
+		resp.Body = &cutReader{ReadCloser: resp.Body, left: half, stall: v.release, ctx: resp.Request.Context()}
 	}
 	return nil
+}
+
+// cutReader passes on left bytes, then stalls until stall is closed or ctx
+// ends when stall is set, and returns err otherwise.
+type cutReader struct {
+	io.ReadCloser
+	left  int64
+	err   error
+	stall chan struct{}
+	ctx   context.Context
+}
+
+func (c *cutReader) Read(b []byte) (int, error) {
+	if c.left <= 0 {
+		if c.stall != nil {
+			select {
+			case <-c.stall:
+			case <-c.ctx.Done():
+			}
+			return 0, errors.New("the test proxy stalled the body")
+		}
+		return 0, c.err
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.ReadCloser.Read(b)
+	c.left -= int64(n)
+	return n, err
 }
 
 // corruptingReader flips every bit of the first byte it passes on, so the

@@ -24,6 +24,7 @@ import (
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci/auth"
+	"github.com/ocisync/ocisync/internal/oci/transport"
 )
 
 // Field indexes on Artifacts, so that a Secret or ServiceAccount event
@@ -33,6 +34,14 @@ const (
 	indexServiceAccount = ".spec.serviceAccountName"
 	indexClaimName      = ".spec.volume.claimName"
 )
+
+// DefaultConcurrentReconciles is how many Artifacts sync at once by
+// default. A sync mostly waits on its registry and the API server, so
+// more workers than cores pay off; ten keeps what the ConfigMap output
+// holds in memory at once (up to 1 MiB per sync) small, and the
+// per-registry limit on requests in flight, not this, is what protects a
+// registry.
+const DefaultConcurrentReconciles = 10
 
 // CacheOptions limits what the manager caches to what the reconciler
 // reads: of all Jobs in the cluster, only the sync Jobs it made.
@@ -50,6 +59,13 @@ func CacheOptions() cache.Options {
 func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.TokenCache == nil {
 		r.TokenCache = auth.NewTokenCache()
+	}
+	if r.RegistryLimits == nil {
+		r.RegistryLimits = &transport.Hosts{}
+	}
+	workers := r.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = DefaultConcurrentReconciles
 	}
 	// ocisync_artifacts counts what the manager's cache holds, at scrape
 	// time, once this replica leads.
@@ -87,7 +103,7 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForSecret)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForServiceAccount)).
 		Named("artifact").
-		WithOptions(controller.Options{RateLimiter: retryLimiter()}).
+		WithOptions(controller.Options{RateLimiter: retryLimiter(), MaxConcurrentReconciles: workers}).
 		Complete(r)
 }
 

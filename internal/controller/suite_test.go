@@ -108,6 +108,7 @@ var _ = BeforeSuite(func() {
 		APIReader:  mgr.GetAPIReader(),
 		SyncImage:  syncImage,
 		SyncJobTTL: syncJobTTL,
+		BlobCache:  newSuiteBlobCache(),
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())

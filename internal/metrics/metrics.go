@@ -47,6 +47,16 @@ const (
 	OutputVolume    = "volume"
 )
 
+// Blob cache lookups and evictions: the values of their result and
+// reason labels.
+const (
+	CacheHit        = "hit"
+	CacheMiss       = "miss"
+	CacheBypass     = "bypass"
+	EvictionLRU     = "lru"
+	EvictionCorrupt = "corrupt"
+)
+
 var (
 	syncs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ocisync_artifact_syncs_total",
@@ -71,6 +81,16 @@ var (
 		Help: "HTTP requests of the manager to registries and their token services, each retry and redirect counted, by method and status code (\"error\" when no response came).",
 	}, []string{"method", "code"})
 
+	blobCacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ocisync_blob_cache_lookups_total",
+		Help: "Layer downloads asked of the manager's blob cache, by result: hit (served from disk after verifying it), miss (downloaded once and stored) or bypass (the cache is off or the blob is larger than it).",
+	}, []string{"result"})
+
+	blobCacheEvictions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ocisync_blob_cache_evictions_total",
+		Help: "Blobs removed from the manager's blob cache, by reason: lru (least recently used, to stay within --blob-cache-size) or corrupt (the file on disk no longer matched its digest).",
+	}, []string{"reason"})
+
 	artifacts = &artifactsCollector{desc: prometheus.NewDesc(
 		"ocisync_artifacts",
 		"Artifacts by the status of their Ready condition (True, False, or Unknown, also when it is missing), as the leader's cache holds them at scrape time.",
@@ -79,7 +99,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(syncs, syncDuration, pulledBytes, registryRequests, artifacts)
+	ctrlmetrics.Registry.MustRegister(syncs, syncDuration, pulledBytes, registryRequests, blobCacheLookups, blobCacheEvictions, artifacts)
 	// Series that exist from the start, at zero, so that rates and alerts
 	// work before the first sync of each kind.
 	for _, r := range []string{ResultPublished, ResultUnchanged} {
@@ -91,6 +111,12 @@ func init() {
 	syncDuration.WithLabelValues(ResultFailed)
 	pulledBytes.WithLabelValues(OutputConfigMap)
 	pulledBytes.WithLabelValues(OutputVolume)
+	for _, r := range []string{CacheHit, CacheMiss, CacheBypass} {
+		blobCacheLookups.WithLabelValues(r)
+	}
+	for _, r := range []string{EvictionLRU, EvictionCorrupt} {
+		blobCacheEvictions.WithLabelValues(r)
+	}
 }
 
 // ObserveSync records one sync: its result, the reason of the Ready
@@ -105,6 +131,18 @@ func AddPulledBytes(output string, n int64) {
 	if n > 0 {
 		pulledBytes.WithLabelValues(output).Add(float64(n))
 	}
+}
+
+// ObserveBlobCacheLookup counts one lookup in the blob cache by result
+// (CacheHit, CacheMiss or CacheBypass).
+func ObserveBlobCacheLookup(result string) {
+	blobCacheLookups.WithLabelValues(result).Inc()
+}
+
+// ObserveBlobCacheEviction counts one blob removed from the blob cache by
+// reason (EvictionLRU or EvictionCorrupt).
+func ObserveBlobCacheEviction(reason string) {
+	blobCacheEvictions.WithLabelValues(reason).Inc()
 }
 
 // InstrumentRoundTripper counts every request next sends in

@@ -319,7 +319,7 @@ func SelectPlatform(idx *Index, want *Platform) (ocispec.Descriptor, error) {
 		if len(idx.Manifests) == 1 {
 			return idx.Manifests[0], nil
 		}
-		return ocispec.Descriptor{}, fmt.Errorf("the reference is an index of %d manifests (%s): choose one with a platform: %w", len(idx.Manifests), strings.Join(offered, ", "), ErrPlatformMismatch)
+		return ocispec.Descriptor{}, fmt.Errorf("the reference is an index of %d manifests (%s): choose one with a platform: %w", len(idx.Manifests), summarizePlatforms(offered), ErrPlatformMismatch)
 	}
 	for _, d := range idx.Manifests {
 		p := d.Platform
@@ -331,5 +331,34 @@ func SelectPlatform(idx *Index, want *Platform) (ocispec.Descriptor, error) {
 		}
 		return d, nil
 	}
-	return ocispec.Descriptor{}, fmt.Errorf("the index has no manifest for platform %s; it has %s: %w", want, strings.Join(offered, ", "), ErrPlatformMismatch)
+	return ocispec.Descriptor{}, fmt.Errorf("the index has no manifest for platform %s; it has %s: %w", want, summarizePlatforms(offered), ErrPlatformMismatch)
+}
+
+// maxListedPlatforms bounds the platforms an error lists: an index may
+// have thousands of entries, and the message ends up in a status.
+const maxListedPlatforms = 16
+
+// summarizePlatforms lists platforms in order, each once with a count
+// when repeated, and at most maxListedPlatforms of them.
+func summarizePlatforms(offered []string) string {
+	counts := map[string]int{}
+	var order []string
+	for _, p := range offered {
+		if counts[p] == 0 {
+			order = append(order, p)
+		}
+		counts[p]++
+	}
+	parts := make([]string, 0, min(len(order), maxListedPlatforms)+1)
+	for i, p := range order {
+		if i == maxListedPlatforms {
+			parts = append(parts, fmt.Sprintf("and %d more", len(order)-i))
+			break
+		}
+		if n := counts[p]; n > 1 {
+			p = fmt.Sprintf("%s (%d times)", p, n)
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
 }

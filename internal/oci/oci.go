@@ -30,6 +30,7 @@ var (
 	ErrSizeMismatch     = errdef.ErrSizeMismatch
 	ErrTooLarge         = errdef.ErrTooLarge
 	ErrUnsupported      = errdef.ErrUnsupported
+	ErrInvalidManifest  = errdef.ErrInvalidManifest
 	ErrPlatformMismatch = errdef.ErrPlatformMismatch
 )
 

@@ -55,7 +55,7 @@ func (r *Repository) FetchTarget(ctx context.Context, ref string, platform *Plat
 	if IsIndexMediaType(root.MediaType) {
 		idx, err := DecodeIndex(root.MediaType, data)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%s: %w", r, ref, err)
+			return nil, fmt.Errorf("%s:%s: %w: %w", r, ref, ErrInvalidManifest, err)
 		}
 		if t.Descriptor, err = SelectPlatform(idx, platform); err != nil {
 			return nil, fmt.Errorf("%s:%s: %w", r, ref, err)
@@ -68,7 +68,7 @@ func (r *Repository) FetchTarget(ctx context.Context, ref string, platform *Plat
 		}
 	}
 	if t.Manifest, err = DecodeManifest(t.Descriptor.MediaType, data); err != nil {
-		return nil, fmt.Errorf("%s@%s: %w", r, t.Descriptor.Digest, err)
+		return nil, fmt.Errorf("%s@%s: %w: %w", r, t.Descriptor.Digest, ErrInvalidManifest, err)
 	}
 	return t, nil
 }

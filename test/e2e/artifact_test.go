@@ -202,12 +202,13 @@ func managerEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "KUBECONFIG", "HOME", "DOCKER_CONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT":
+		case "KUBECONFIG", "HOME", "TMPDIR", "DOCKER_CONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT":
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, "HOME="+GinkgoT().TempDir(), "KUBECONFIG="+kubeconfig)
+	// TMPDIR too: the manager keeps its blob cache there.
+	return append(env, "HOME="+GinkgoT().TempDir(), "TMPDIR="+GinkgoT().TempDir(), "KUBECONFIG="+kubeconfig)
 }
 
 func freeAddr() string {

@@ -29,7 +29,6 @@ func TestCRDFieldsDocumented(t *testing.T) {
 	var walk func(path string, s *apiextensionsv1.JSONSchemaProps)
 	walk = func(path string, s *apiextensionsv1.JSONSchemaProps) {
 		for name, p := range s.Properties {
-			p := p
 			if p.Description == "" {
 				t.Errorf("%s.%s has no description: give its Go field a doc comment and run make manifests", path, name)
 			}

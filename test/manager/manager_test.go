@@ -24,12 +24,13 @@ func managerEnv(kubeconfigPath string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		switch strings.SplitN(kv, "=", 2)[0] {
-		case "KUBECONFIG", "HOME", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT":
+		case "KUBECONFIG", "HOME", "TMPDIR", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT":
 			continue
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "HOME="+GinkgoT().TempDir())
+	// TMPDIR too: the manager keeps its blob cache there.
+	env = append(env, "HOME="+GinkgoT().TempDir(), "TMPDIR="+GinkgoT().TempDir())
 	if kubeconfigPath != "" {
 		env = append(env, "KUBECONFIG="+kubeconfigPath)
 	}

@@ -28,6 +28,9 @@ var (
 	ErrSizeMismatch     = errors.New("size mismatch")
 	ErrTooLarge         = errors.New("content too large")
 	ErrUnsupported      = errors.New("unsupported")
+	// ErrInvalidManifest: a manifest or index the registry served does
+	// not decode or breaks the image spec (negative sizes, bad digests).
+	ErrInvalidManifest = errors.New("invalid manifest")
 	// ErrPlatformMismatch: an index has no manifest for the platform
 	// asked for, or several when none was asked for.
 	ErrPlatformMismatch = errors.New("no manifest for the platform")
@@ -170,15 +173,23 @@ func RedactURL(raw string) string {
 	if i := strings.IndexAny(raw, "?#"); i >= 0 {
 		raw = raw[:i]
 	}
-	if scheme := strings.Index(raw, "://"); scheme >= 0 {
-		rest := raw[scheme+3:]
-		slash := strings.IndexByte(rest, '/')
+	// The authority follows "scheme://", or "//" in a scheme-relative
+	// URL (as a Location header may hold); a "://" after a "/" is in the
+	// path, not the end of a scheme.
+	start := -1
+	if scheme := strings.Index(raw, "://"); scheme >= 0 && !strings.Contains(raw[:scheme], "/") {
+		start = scheme + 3
+	} else if strings.HasPrefix(raw, "//") {
+		start = 2
+	}
+	if start >= 0 {
+		rest := raw[start:]
 		host := rest
-		if slash >= 0 {
+		if slash := strings.IndexByte(rest, '/'); slash >= 0 {
 			host = rest[:slash]
 		}
 		if at := strings.LastIndexByte(host, '@'); at >= 0 {
-			raw = raw[:scheme+3] + rest[at+1:]
+			raw = raw[:start] + rest[at+1:]
 		}
 	}
 	return raw

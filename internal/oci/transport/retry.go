@@ -136,6 +136,14 @@ func (r *Retry) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// CloseIdleConnections passes on to Base, as http.Client expects of its
+// transport.
+func (r *Retry) CloseIdleConnections() {
+	if c, ok := r.Base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func (r *Retry) pause(ctx context.Context, ev RetryEvent) error {
 	if r.OnRetry != nil {
 		r.OnRetry(ev)
@@ -299,6 +307,8 @@ func retryableError(err error) bool {
 		opErr     *net.OpError
 	)
 	switch {
+	case errors.Is(err, ErrTooManyRequests):
+		return false // a rate limiting pause outlasts the deadline; Limit already waited what it could
 	case errors.As(err, &verify), errors.As(err, &authority), errors.As(err, &hostname),
 		errors.As(err, &invalid), errors.As(err, &roots):
 		return false // the server's certificate is not trusted

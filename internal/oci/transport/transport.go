@@ -1,7 +1,9 @@
 // Package transport is the HTTP layer beneath the registry client: a base
 // *http.Transport with our TLS settings and proxy support, a retrying round
-// tripper (Retry) and a redirect policy (CheckRedirect) that never carries
-// credentials to another origin. Authentication sits on top of the
+// tripper (Retry), an optional per-registry limit on requests in flight
+// that also holds every client back after a 429 (Limit, Hosts) and a
+// redirect policy (CheckRedirect) that never carries credentials to
+// another origin. Authentication sits on top of the
 // *http.Client built here (internal/oci/auth).
 package transport
 
@@ -73,6 +75,11 @@ type Options struct {
 	// OnRetry, if set, is called before each wait (for logs and metrics);
 	// see Retry.OnRetry.
 	OnRetry func(RetryEvent)
+
+	// Limits, when set, bounds the requests in flight per registry and
+	// pauses a registry's requests after a 429 (see Limit); share one
+	// between clients so that they hold back together. Nil means no bound.
+	Limits *Hosts
 }
 
 // NewClient returns an *http.Client with our transport, retry policy and
@@ -87,9 +94,15 @@ func NewClient(opts Options) (*http.Client, error) {
 	if ua == "" {
 		ua = DefaultUserAgent
 	}
+	var sender http.RoundTripper = &userAgent{base: base, value: ua}
+	if opts.Limits != nil {
+		// Beneath Retry: each attempt takes a slot, the waits between
+		// attempts hold none.
+		sender = &Limit{Base: sender, Hosts: opts.Limits}
+	}
 	return &http.Client{
 		Transport: &Retry{
-			Base:          &userAgent{base: base, value: ua},
+			Base:          sender,
 			MaxRetries:    opts.MaxRetries,
 			MinBackoff:    opts.MinBackoff,
 			MaxBackoff:    opts.MaxBackoff,
@@ -267,6 +280,12 @@ func keySource(opts Options) string {
 type userAgent struct {
 	base  http.RoundTripper
 	value string
+}
+
+func (u *userAgent) CloseIdleConnections() {
+	if c, ok := u.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func (u *userAgent) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -1,0 +1,157 @@
+//go:build linux
+
+// Package bench measures ocisync at scale and with a big blob, against the
+// real control plane and registry `make test` builds, and writes the
+// results table of docs/benchmarks.md.
+//
+// By default TestBench is a smoke run of a few seconds (5 Artifacts, a
+// 1 MiB blob), so that the harness cannot rot; `make bench` runs it with
+// the figures of issue 6 (100 and 1000 Artifacts, a 1 GiB blob) and
+// writes the table:
+//
+//	OCISYNC_BENCH_N         comma-separated Artifact counts (default 5)
+//	OCISYNC_BENCH_BLOB      big blob size, a Kubernetes quantity (default 1Mi)
+//	OCISYNC_BENCH_INTERVAL  the Artifacts' spec.interval, and the steady-state window (default 3s)
+//	OCISYNC_BENCH_REPOS     repositories the Artifacts are spread over (default 5)
+//	OCISYNC_BENCH_CONCURRENT  comma-separated --concurrent values of the manager, each run for every count, when it has the flag (default 10, as the anchor)
+//	OCISYNC_BENCH_OUT       where to write the Markdown results (default: a temp file)
+//	OCISYNC_BENCH_PROFILE_DIR  where to keep the CPU and heap profiles of the manager (default: a temp folder)
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+const mib = 1 << 20
+
+// config is what one run measures.
+type config struct {
+	counts     []int
+	blobSize   int64
+	interval   time.Duration
+	repos      int
+	concurrent []int
+	out        string
+	profileDir string
+}
+
+func loadConfig(t *testing.T) config {
+	t.Helper()
+	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}}
+	for name, dst := range map[string]*[]int{"OCISYNC_BENCH_N": &c.counts, "OCISYNC_BENCH_CONCURRENT": &c.concurrent} {
+		v := os.Getenv(name)
+		if v == "" {
+			continue
+		}
+		*dst = nil
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				t.Fatalf("%s=%q: want comma-separated positive numbers, e.g. 100,1000", name, v)
+			}
+			*dst = append(*dst, n)
+		}
+	}
+	if v := os.Getenv("OCISYNC_BENCH_BLOB"); v != "" {
+		q, err := resource.ParseQuantity(v)
+		if err != nil || q.Value() < 1 {
+			t.Fatalf("OCISYNC_BENCH_BLOB=%q: want a positive size such as 1Gi", v)
+		}
+		c.blobSize = q.Value()
+	}
+	if v := os.Getenv("OCISYNC_BENCH_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			t.Fatalf("OCISYNC_BENCH_INTERVAL=%q: want a duration of at least 1s, such as 10s", v)
+		}
+		c.interval = d
+	}
+	if v := os.Getenv("OCISYNC_BENCH_REPOS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("OCISYNC_BENCH_REPOS=%q: want a positive number", v)
+		}
+		c.repos = n
+	}
+	c.profileDir = os.Getenv("OCISYNC_BENCH_PROFILE_DIR")
+	if c.profileDir == "" {
+		c.profileDir = t.TempDir()
+	}
+	c.out = os.Getenv("OCISYNC_BENCH_OUT")
+	if c.out == "" {
+		c.out = filepath.Join(t.TempDir(), "benchmarks.md")
+	}
+	return c
+}
+
+// TestBench runs the scale runs and the big blob pull and writes the
+// report. It checks only that the harness measured something; whether the
+// targets are met is what the report says.
+func TestBench(t *testing.T) {
+	cfg := loadConfig(t)
+	rep := &report{cfg: cfg, started: time.Now()}
+	rep.machine, rep.versions = describeMachine(t)
+	for _, n := range cfg.counts {
+		for _, c := range cfg.concurrent {
+			t.Run(fmt.Sprintf("scale-%d-concurrent-%d", n, c), func(t *testing.T) {
+				res := runScale(t, cfg, n, c)
+				rep.scale = append(rep.scale, res)
+				checkScale(t, res)
+			})
+		}
+	}
+	t.Run("blob", func(t *testing.T) {
+		res := runBlob(t, cfg.blobSize)
+		rep.blob = &res
+		for _, p := range []pullResult{res.ocisync, res.oras} {
+			if p.seconds <= 0 || p.peakRSS <= 0 {
+				t.Errorf("%s pull measured %.3f s and %d bytes peak RSS, want both positive", p.tool, p.seconds, p.peakRSS)
+			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	md := rep.markdown()
+	if err := os.WriteFile(cfg.out, []byte(md), 0o644); err != nil {
+		t.Fatalf("writing the report %s: %v", cfg.out, err)
+	}
+	t.Logf("wrote %s", cfg.out)
+	for _, want := range []string{"| Artifacts Ready", "| ocisync pull", "| oras pull", "kube-apiserver"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// checkScale fails t when a scale run measured nothing plausible: the
+// harness is broken then, whatever the manager does.
+func checkScale(t *testing.T, r scaleResult) {
+	t.Helper()
+	if r.readySeconds <= 0 {
+		t.Errorf("time to Ready is %.3f s, want positive", r.readySeconds)
+	}
+	if m := r.first.count("GET manifest") + r.first.count("HEAD manifest"); m < r.n {
+		t.Errorf("the proxy saw %d manifest requests on the first sync of %d Artifacts, want at least one each: %v", m, r.n, r.first)
+	}
+	if r.peakRSS <= 0 || r.cpuSeconds <= 0 {
+		t.Errorf("manager peak RSS %d bytes and CPU %.2f s, want both positive", r.peakRSS, r.cpuSeconds)
+	}
+	if r.firstSyncs < r.n {
+		t.Errorf("the manager logged %d syncs until %d Artifacts were Ready, want at least one each", r.firstSyncs, r.n)
+	}
+	if r.cpuProfile == "" || r.heapProfile == "" {
+		t.Errorf("no CPU or heap profile of the manager was taken (see the log above)")
+	}
+	if r.firstWrites < r.n {
+		t.Errorf("the API server counted %d writes on the first sync of %d Artifacts, want at least one each (a status update)", r.firstWrites, r.n)
+	}
+}

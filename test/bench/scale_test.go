@@ -1,0 +1,616 @@
+//go:build linux
+
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ocisyncv1alpha1 "github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/test/controlplane"
+	registrytest "github.com/ocisync/ocisync/test/registry"
+)
+
+const benchNamespace = "ocisync-bench"
+
+// scaleResult is what one scale run measured.
+type scaleResult struct {
+	n, repos      int
+	distinctBlobs int
+	concurrent    int // 0: the manager has no --concurrent
+	interval      time.Duration
+	readySeconds  float64
+	cpuAtReady    float64 // manager CPU seconds when the last Artifact became Ready
+	cpuSeconds    float64 // manager CPU seconds over the whole run
+	peakRSS       int64   // manager VmHWM in bytes
+	first         counts  // registry requests until all were Ready
+	firstSyncs    int     // syncs the manager logged until all were Ready
+	firstWrites   int     // API writes until all were Ready
+	firstByRes    map[string]int
+	// CPU seconds of the control plane and the registry until all were
+	// Ready, by process name: where the time goes besides the manager.
+	firstCPU     map[string]float64
+	steady       counts // registry requests over one interval in steady state
+	steadySyncs  int
+	steadyWrites int
+	steadyByRes  map[string]int
+	syncResults  counts // the manager's syncs over the whole run, by result
+	// profiles holds the manager's pprof top lines when profiling was
+	// asked for (OCISYNC_BENCH_PROFILE_DIR).
+	cpuProfile, heapProfile string
+}
+
+func runScale(t *testing.T, cfg config, n, concurrent int) scaleResult {
+	bin := registrytest.BinaryFromEnv(t, registrytest.EnvOcisync)
+	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: cfg.interval, firstByRes: map[string]int{}, steadyByRes: map[string]int{}}
+
+	cp := controlplane.Start(t)
+	kubeconfig := cp.WriteKubeconfig(t, "ocisync-bench-admin")
+	// The harness's own client must not be what limits the run.
+	rc := rest.CopyConfig(cp.Config)
+	rc.QPS, rc.Burst = 1000, 2000
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := ocisyncv1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	k8s, err := client.NewWithWatch(rc, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatalf("creating a client for the test cluster: %v", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatalf("creating a clientset for the test cluster: %v", err)
+	}
+
+	reg := registrytest.Start(t, registrytest.Options{})
+	proxy := startProxy(t, reg.URL)
+	res.distinctBlobs = pushRepos(t, reg, res.repos)
+
+	ctx := t.Context()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}); err != nil {
+		t.Fatalf("creating namespace %s: %v", benchNamespace, err)
+	}
+	createArtifacts(t, k8s, proxy.Host, n, res.repos, cfg.interval)
+
+	// Watch before the manager starts: the watch's first events are the
+	// Artifacts as they are, none Ready.
+	ready := watchReady(t, k8s, n)
+	w0 := apiWrites(t, cs)
+	p0 := proxy.snapshot()
+
+	metricsAddr := freeAddr(t)
+	args := []string{"manager", "--health-probe-bind-address=0", "--metrics-bind-address=" + metricsAddr}
+	if hasFlag(t, bin, "concurrent") {
+		res.concurrent = concurrent
+		args = append(args, fmt.Sprintf("--concurrent=%d", concurrent))
+	}
+	pprofAddr := ""
+	if cfg.profileDir != "" && hasFlag(t, bin, "pprof-bind-address") {
+		pprofAddr = freeAddr(t)
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
+	cpu0, self0 := childrenCPU(t), procCPUSeconds(t, os.Getpid())
+	mgr := startManager(t, bin, kubeconfig, metricsAddr, args)
+	start := time.Now()
+	var cpuProfile <-chan []byte
+	if pprofAddr != "" {
+		// From the start through the first sync and part of the steady
+		// state, which is idle but for the polls.
+		cpuProfile = fetchProfile(t, pprofAddr, fmt.Sprintf("profile?seconds=%d", int((2*cfg.interval).Seconds())))
+	}
+	timeout := 2*time.Minute + time.Duration(n)*100*time.Millisecond
+	select {
+	case <-ready:
+	case <-mgr.exited:
+		t.Fatalf("the manager exited before all %d Artifacts were Ready; its log:\n%s", n, mgr.logTail())
+	case <-time.After(timeout):
+		t.Fatalf("not all %d Artifacts were Ready within %s; manager log:\n%s", n, timeout, mgr.logTail())
+	}
+	res.readySeconds = time.Since(start).Seconds()
+	res.cpuAtReady = procCPUSeconds(t, mgr.pid())
+	w1 := apiWrites(t, cs)
+	res.first = proxy.snapshot().sub(p0)
+	res.firstSyncs = mgr.syncs(t)
+	res.firstWrites = writesBetween(w0, w1, res.firstByRes)
+	res.firstCPU = map[string]float64{"this harness (proxy, watch)": procCPUSeconds(t, os.Getpid()) - self0}
+	for name, v := range childrenCPU(t) {
+		if d := v - cpu0[name]; d > 0 && name != filepath.Base(bin) {
+			res.firstCPU[name] = d
+		}
+	}
+	var heapProfile <-chan []byte
+	if pprofAddr != "" {
+		heapProfile = fetchProfile(t, pprofAddr, "heap")
+	}
+	t.Logf("%d Artifacts Ready in %.2f s after %d syncs; registry requests: %v; API writes: %d %v; other CPU: %v", n, res.readySeconds, res.firstSyncs, res.first, res.firstWrites, res.firstByRes, res.firstCPU)
+
+	// Let the first syncs' follow-ups pass, then count one interval in
+	// which nothing changes.
+	time.Sleep(cfg.interval)
+	w2, p2, s2 := apiWrites(t, cs), proxy.snapshot(), mgr.syncs(t)
+	time.Sleep(cfg.interval)
+	w3, p3, s3 := apiWrites(t, cs), proxy.snapshot(), mgr.syncs(t)
+	res.steady = p3.sub(p2)
+	res.steadySyncs = s3 - s2
+	res.steadyWrites = writesBetween(w2, w3, res.steadyByRes)
+	t.Logf("steady state over %s: %d syncs; registry requests: %v; API writes: %d %v", cfg.interval, res.steadySyncs, res.steady, res.steadyWrites, res.steadyByRes)
+	if pprofAddr != "" {
+		res.cpuProfile = saveProfile(t, cfg.profileDir, fmt.Sprintf("manager-%d-concurrent-%d.cpu.pprof", n, concurrent), <-cpuProfile)
+		res.heapProfile = saveProfile(t, cfg.profileDir, fmt.Sprintf("manager-%d-concurrent-%d.heap.pprof", n, concurrent), <-heapProfile)
+	}
+
+	res.syncResults = mgr.syncResults(t)
+	res.peakRSS = procPeakRSS(t, mgr.pid())
+	res.cpuSeconds = mgr.stop(t)
+	t.Logf("manager peak RSS %.1f MiB, CPU %.2f s (%.2f s until Ready)", float64(res.peakRSS)/mib, res.cpuSeconds, res.cpuAtReady)
+	return res
+}
+
+// pushRepos pushes one small file as bench/repo-<i>:v1 for each of repos
+// repositories, straight to the registry so the proxy counts only the
+// manager, and returns the number of distinct blobs the manifests name.
+func pushRepos(t *testing.T, reg *registrytest.Registry, repos int) int {
+	t.Helper()
+	oc := registrytest.Ocisync(t)
+	blobs := map[string]bool{}
+	for i := range repos {
+		dir := t.TempDir()
+		data := fmt.Appendf(nil, "repository: %d\nvalue: %s\n", i, strings.Repeat("x", 200))
+		if err := os.WriteFile(filepath.Join(dir, "config.yaml"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ref := reg.Ref(fmt.Sprintf("bench/repo-%d", i), "v1")
+		oc.In(dir).MustRun(t, append(append([]string{"push"}, reg.OcisyncFlags("")...), ref, "config.yaml")...)
+		for _, d := range manifestBlobs(t, reg, fmt.Sprintf("bench/repo-%d", i), "v1") {
+			blobs[d] = true
+		}
+	}
+	return len(blobs)
+}
+
+// manifestBlobs returns the config and layer digests of repo:tag.
+func manifestBlobs(t *testing.T, reg *registrytest.Registry, repo, tag string) []string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, reg.URL+"/v2/"+repo+"/manifests/"+tag, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := reg.Client().Do(req)
+	if err != nil {
+		t.Fatalf("fetching the manifest of %s:%s: %v", repo, tag, err)
+	}
+	defer resp.Body.Close()
+	var m struct {
+		Config struct{ Digest string }
+		Layers []struct{ Digest string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatalf("decoding the manifest of %s:%s (%s): %v", repo, tag, resp.Status, err)
+	}
+	out := []string{m.Config.Digest}
+	for _, l := range m.Layers {
+		out = append(out, l.Digest)
+	}
+	return out
+}
+
+// createArtifacts creates n Artifacts, art-<i> naming repository i mod
+// repos through the proxy, each with its own ConfigMap.
+func createArtifacts(t *testing.T, k8s client.Client, host string, n, repos int, interval time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	// A few creators in parallel: one at a time, 1000 creates take long.
+	next := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				a := &ocisyncv1alpha1.Artifact{
+					ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: fmt.Sprintf("art-%d", i)},
+					Spec: ocisyncv1alpha1.ArtifactSpec{
+						Reference: fmt.Sprintf("%s/bench/repo-%d:v1", host, i%repos),
+						PlainHTTP: true,
+						Interval:  metav1.Duration{Duration: interval},
+						ConfigMap: &ocisyncv1alpha1.ConfigMapOutput{Name: fmt.Sprintf("art-%d", i)},
+					},
+				}
+				if err := k8s.Create(t.Context(), a); err != nil {
+					errs <- fmt.Errorf("creating Artifact %s: %w", a.Name, err)
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// watchReady watches the Artifacts and closes the returned channel once n
+// of them are Ready for their current generation.
+func watchReady(t *testing.T, k8s client.WithWatch, n int) <-chan struct{} {
+	t.Helper()
+	ctx := t.Context()
+	w, err := k8s.Watch(ctx, &ocisyncv1alpha1.ArtifactList{}, client.InNamespace(benchNamespace))
+	if err != nil {
+		t.Fatalf("watching Artifacts: %v", err)
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	t.Cleanup(func() { w.Stop(); <-stopped })
+	go func() {
+		defer close(stopped)
+		ready := map[string]bool{}
+		for ev := range w.ResultChan() {
+			a, ok := ev.Object.(*ocisyncv1alpha1.Artifact)
+			if !ok || ev.Type == watch.Error {
+				continue
+			}
+			c := apimeta.FindStatusCondition(a.Status.Conditions, ocisyncv1alpha1.ConditionReady)
+			ready[a.Name] = ev.Type != watch.Deleted && c != nil && c.Status == metav1.ConditionTrue && a.Status.ObservedGeneration == a.Generation
+			count := 0
+			for _, r := range ready {
+				if r {
+					count++
+				}
+			}
+			if count == n {
+				close(done)
+				// Drain until the cleanup stops the watch.
+				for range w.ResultChan() {
+				}
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// writeVerbs are the apiserver_request_total verbs that change state.
+var writeVerbs = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "DELETE": true, "DELETECOLLECTION": true, "APPLY": true}
+
+var requestTotalRE = regexp.MustCompile(`^apiserver_request_total\{(.*)\} ([0-9.e+]+)$`)
+var labelRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// apiWrites scrapes the API server's /metrics and returns its write
+// requests so far by resource. Leases are left out: the API server renews
+// its own every few seconds, whatever the manager does.
+func apiWrites(t *testing.T, cs *kubernetes.Clientset) map[string]int {
+	t.Helper()
+	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(t.Context())
+	if err != nil {
+		t.Fatalf("reading the API server's /metrics: %v", err)
+	}
+	out := map[string]int{}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		m := requestTotalRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		labels := map[string]string{}
+		for _, l := range labelRE.FindAllStringSubmatch(m[1], -1) {
+			labels[l[1]] = l[2]
+		}
+		if !writeVerbs[labels["verb"]] || labels["resource"] == "leases" {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			t.Fatalf("parsing %q from /metrics: %v", line, err)
+		}
+		key := labels["resource"]
+		if labels["subresource"] != "" {
+			key += "/" + labels["subresource"]
+		}
+		out[key] += int(v)
+	}
+	return out
+}
+
+// writesBetween returns the writes from before to after, adding them by
+// resource to byRes.
+func writesBetween(before, after map[string]int, byRes map[string]int) int {
+	total := 0
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			byRes[k] += d
+			total += d
+		}
+	}
+	return total
+}
+
+// hasFlag reports whether `ocisync manager -h` lists --name.
+func hasFlag(t *testing.T, bin, name string) bool {
+	t.Helper()
+	out, err := exec.Command(bin, "manager", "-h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s manager -h: %v\n%s", bin, err, out)
+	}
+	return regexp.MustCompile(`(?m)^\s+--?` + regexp.QuoteMeta(name) + `\b`).Match(out)
+}
+
+// manager is a running `ocisync manager`.
+type manager struct {
+	cmd         *exec.Cmd
+	log         string
+	metricsAddr string
+	exited      chan struct{}
+}
+
+func startManager(t *testing.T, bin, kubeconfig, metricsAddr string, args []string) *manager {
+	t.Helper()
+	dir := t.TempDir()
+	m := &manager{log: filepath.Join(dir, "manager.log"), metricsAddr: metricsAddr, exited: make(chan struct{})}
+	logf, err := os.Create(m.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close() // the child has its own descriptor
+	m.cmd = exec.Command(bin, args...)
+	// Only the kubeconfig leads to a cluster.
+	// TMPDIR holds the blob cache: each run starts with an empty one.
+	m.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir, "KUBECONFIG=" + kubeconfig}
+	m.cmd.Stdout, m.cmd.Stderr = logf, logf
+	if err := m.cmd.Start(); err != nil {
+		t.Fatalf("starting %s manager: %v", bin, err)
+	}
+	go func() {
+		_ = m.cmd.Wait()
+		close(m.exited)
+	}()
+	t.Cleanup(func() {
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+		if t.Failed() {
+			t.Logf("manager log (%s):\n%s", m.log, m.logTail())
+		}
+	})
+	return m
+}
+
+func (m *manager) pid() int { return m.cmd.Process.Pid }
+
+var syncsTotalRE = regexp.MustCompile(`^ocisync_artifact_syncs_total\{.*result="([^"]*)".*\} ([0-9.e+]+)$`)
+
+// syncResults scrapes the manager's ocisync_artifact_syncs_total, by
+// result. Not its log: zap samples a message logged over 100 times a
+// second, and at scale the sync lines are.
+func (m *manager) syncResults(t *testing.T) counts {
+	t.Helper()
+	c := counts{}
+	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("reading the manager's /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the manager's /metrics: %v", err)
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if sm := syncsTotalRE.FindStringSubmatch(line); sm != nil {
+			v, err := strconv.ParseFloat(sm[2], 64)
+			if err != nil {
+				t.Fatalf("parsing %q of the manager's /metrics: %v", line, err)
+			}
+			c[sm[1]] += int(v)
+		}
+	}
+	return c
+}
+
+// syncs is the number of syncs the manager has done so far.
+func (m *manager) syncs(t *testing.T) int {
+	t.Helper()
+	return m.syncResults(t).total()
+}
+
+// stop sends SIGTERM, waits for the exit and returns the CPU seconds the
+// process used, user and system.
+func (m *manager) stop(t *testing.T) float64 {
+	t.Helper()
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("stopping the manager: %v", err)
+	}
+	select {
+	case <-m.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the manager did not exit within 30s of SIGTERM; its log:\n%s", m.logTail())
+	}
+	ps := m.cmd.ProcessState
+	if code := ps.ExitCode(); code != 0 {
+		t.Errorf("the manager exited with %d after SIGTERM, want 0; its log:\n%s", code, m.logTail())
+	}
+	return (ps.UserTime() + ps.SystemTime()).Seconds()
+}
+
+func (m *manager) logTail() string {
+	b, err := os.ReadFile(m.log)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	const max = 16 << 10
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
+}
+
+// procPeakRSS is VmHWM of a running process in bytes: the peak of its own
+// memory, exact for a child that has exec'd, unlike the rusage of a child
+// of a Go program (see test/integration/volume_memory_test.go).
+func procPeakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("reading the peak RSS of process %d: %v", pid, err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("parsing %q of /proc/%d/status: %v", line, pid, err)
+			}
+			return kib * 1024
+		}
+	}
+	t.Fatalf("/proc/%d/status has no VmHWM line", pid)
+	return 0
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// procCPUSeconds is the user and system CPU time of a running process.
+func procCPUSeconds(t *testing.T, pid int) float64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatalf("reading the CPU time of process %d: %v", pid, err)
+	}
+	// The command name may hold spaces; the fields after it are fixed:
+	// state is field 3, utime 14, stime 15.
+	i := bytes.LastIndexByte(data, ')')
+	f := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(f) < 13 {
+		t.Fatalf("/proc/%d/stat is %q, want its documented fields", pid, data)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("parsing utime %q and stime %q of /proc/%d/stat", f[11], f[12], pid)
+	}
+	return float64(utime+stime) / clockTicks
+}
+
+// childrenCPU returns the CPU seconds of this process's children by
+// name: etcd, kube-apiserver and the registry, which share the machine's
+// cores with the manager.
+func childrenCPU(t *testing.T) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("listing /proc: %v", err)
+	}
+	self := os.Getpid()
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // gone since the listing
+		}
+		open, end := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(string(data[end+1:]))
+		if len(f) < 13 || f[1] != strconv.Itoa(self) {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		out[string(data[open+1:end])] += float64(utime+stime) / clockTicks
+	}
+	return out
+}
+
+// freeAddr returns a free 127.0.0.1 address.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// fetchProfile fetches /debug/pprof/<what> from the manager in the
+// background, retrying while the manager starts, and sends the profile
+// (nil on failure, which it logs).
+func fetchProfile(t *testing.T, addr, what string) <-chan []byte {
+	ch := make(chan []byte, 1)
+	go func() {
+		url := "http://" + addr + "/debug/pprof/" + what
+		for range 100 {
+			resp, err := http.Get(url)
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Logf("fetching %s: %s %v", url, resp.Status, err)
+				ch <- nil
+				return
+			}
+			ch <- b
+			return
+		}
+		t.Logf("fetching %s: the manager did not answer", url)
+		ch <- nil
+	}()
+	return ch
+}
+
+// saveProfile writes a profile into dir and returns the top of
+// `go tool pprof -top` of it, for the report.
+func saveProfile(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	if data == nil {
+		return ""
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", path).CombinedOutput()
+	if err != nil {
+		t.Logf("go tool pprof -top %s: %v\n%s", path, err, out)
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
