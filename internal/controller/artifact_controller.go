@@ -111,14 +111,16 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		markSuspended(obj)
 		return ctrl.Result{}, nil
 	}
+	var early *laterPatch
 	if obj.Status.ObservedGeneration != obj.Generation || apimeta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady) == nil {
-		// Make the sync in progress visible before it runs: kstatus must
-		// not read a changed spec as done.
-		markProgressing(obj)
-		if err := r.patchStatus(ctx, base, obj); err != nil {
-			return ctrl.Result{}, err
-		}
-		base = obj.DeepCopy()
+		// kstatus reads a changed spec as in progress from
+		// observedGeneration alone. Reconciling and Ready=Unknown say
+		// so to people too, but only for a sync slower than
+		// progressDelay: a quick one would pay an API write for a
+		// status nobody sees.
+		progressing := obj.DeepCopy()
+		markProgressing(progressing)
+		early = r.patchLater(ctx, base, progressing, progressDelay)
 	}
 
 	// A new value of the requestedAt annotation forces one sync past the
@@ -128,6 +130,11 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	force := requested != "" && requested != obj.Status.LastHandledReconcileAt
 	start := time.Now()
 	out, wait, err := r.sync(ctx, obj, force)
+	if early != nil {
+		if written := early.stop(); written != nil {
+			base = written
+		}
+	}
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// The deadline was spec.timeout's: say so, since "context
 		// deadline exceeded" alone does not tell what to change.
@@ -480,6 +487,43 @@ func maxSize(obj *v1alpha1.Artifact) int64 {
 		return q.Value()
 	}
 	return defaultMaxSize
+}
+
+// progressDelay is how long a sync of a new spec runs before its
+// Artifact shows Reconciling.
+const progressDelay = time.Second
+
+// laterPatch is a status patch that is written only if it is not stopped
+// within a delay.
+type laterPatch struct {
+	timer   *time.Timer
+	done    chan struct{}
+	written *v1alpha1.Artifact
+}
+
+// patchLater writes obj's status over base's after d, unless stopped
+// first. obj and base must not change meanwhile: pass copies.
+func (r *ArtifactReconciler) patchLater(ctx context.Context, base, obj *v1alpha1.Artifact, d time.Duration) *laterPatch {
+	p := &laterPatch{done: make(chan struct{})}
+	p.timer = time.AfterFunc(d, func() {
+		defer close(p.done)
+		if err := r.patchStatus(ctx, base, obj); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "marking the sync in progress")
+			return
+		}
+		p.written = obj
+	})
+	return p
+}
+
+// stop cancels the patch, or waits for it if it has started, and returns
+// the object as written, or nil when nothing was.
+func (p *laterPatch) stop() *v1alpha1.Artifact {
+	if p.timer.Stop() {
+		return nil
+	}
+	<-p.done
+	return p.written
 }
 
 // patchStatus writes obj's status when it differs from base's; an

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
@@ -112,6 +113,35 @@ var _ = Describe("Request economy", func() {
 			Expect(k8sClient.Get(bg, types.NamespacedName{Namespace: ns, Name: fmt.Sprintf("out-%d", i)}, cm)).To(Succeed())
 			Expect(cm.ResourceVersion).To(Equal(versions["ConfigMap "+cm.Name]), "the ConfigMap was written")
 		}
+	})
+
+	It("writes a quickly synced new Artifact's status once", func() {
+		pushPlain(repos[0], "v1", textLayer("a.txt", "a\n"))
+		var list v1alpha1.ArtifactList
+		Expect(k8sClient.List(bg, &list, client.InNamespace(ns))).To(Succeed())
+		w, err := k8sWatch.Watch(bg, &v1alpha1.ArtifactList{}, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(w.Stop)
+
+		spec := baseSpec(repos[0], "v1")
+		spec.Interval = every(time.Hour)
+		createNamedArtifact(ns, "art-0", spec)
+		waitNamedReady(ns, "art-0")
+		modified := 0
+		drain := func() int {
+			for {
+				select {
+				case e := <-w.ResultChan():
+					if e.Type == watch.Modified {
+						modified++
+					}
+				default:
+					return modified
+				}
+			}
+		}
+		Eventually(drain).Should(BeNumerically(">=", 1), "the status write shows in the watch")
+		Consistently(drain).WithTimeout(2*time.Second).Should(Equal(1), "one status write: no separate Progressing write for a sync under %s", progressDelay)
 	})
 
 	It("runs the default number of reconciles at once", func() {

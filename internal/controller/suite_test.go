@@ -42,6 +42,8 @@ var (
 	// k8sClient talks to the API server directly, without a cache, so
 	// that what a spec reads is what the server holds.
 	k8sClient client.Client
+	// k8sWatch watches, to count the writes an object sees.
+	k8sWatch client.WithWatch
 	scheme    *runtime.Scheme
 
 	// plainRegistry serves plain HTTP without authentication; specs reach
@@ -89,6 +91,8 @@ var _ = BeforeSuite(func() {
 	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
 	var err error
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	k8sWatch, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
 	By("starting the manager with the Artifact reconciler")
