@@ -44,7 +44,7 @@ var (
 	k8sClient client.Client
 	// k8sWatch watches, to count the writes an object sees.
 	k8sWatch client.WithWatch
-	scheme    *runtime.Scheme
+	scheme   *runtime.Scheme
 
 	// plainRegistry serves plain HTTP without authentication; specs reach
 	// it through proxy.
