@@ -2,15 +2,18 @@ package controller
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,27 +115,67 @@ var _ = Describe("Registry faults", func() {
 		Entry("five 500s, longer than one sync's retries", faultServerError, 2*controllerRetries+1, true),
 	)
 
-	It("reports a registry that restarts as RegistryUnavailable and recovers on its own", func() {
-		restarting := startRegistryProxy(plainRegistry.URL)
+	It("reports a registry that is down as RegistryUnavailable and recovers once it restarts", func() {
+		// A registry of its own: stopping the suite's would disturb the
+		// other specs.
+		registry := registrytest.Start(GinkgoT(), registrytest.Options{})
+		pusher := plainPusher()
+		push := func(text string) (ocispec.Descriptor, ocispec.Manifest) {
+			return pushArtifact(pusher, registry.Host, repo, "v1", testArtifactType, textLayer("a.txt", text))
+		}
 		spec := baseSpec(repo, "v1")
-		spec.Reference = restarting.Ref(repo, "v1")
-		c1, push1 := version(1)
-		d1, m1 := push1()
+		spec.Reference = registry.Ref(repo, "v1")
+		d1, m1 := push("one\n")
 		createArtifact(ns, spec)
-		_, cm := expectPublished(ns, restarting.Host, repo, "v1", d1, m1, m1.Layers, c1)
+		_, cm := expectPublished(ns, registry.Host, repo, "v1", d1, m1, m1.Layers, map[string][]byte{"a.txt": []byte("one\n")})
 
-		By("stopping the registry while the tag moves")
-		restarting.Down()
-		c2, push2 := version(2)
-		d2, m2 := push2()
+		By("stopping the registry process")
+		registry.Stop(GinkgoT())
 		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
 		Expect(readyMessage(a)).To(ContainSubstring("connection refused"))
-		Expect(getConfigMap(ns, configMapName)).To(Equal(cm), "a failure leaves the output as it was")
+		Expect(a.Status.Digest).To(Equal(d1.Digest.String()), "the status still describes what is published")
+		Consistently(func() *corev1.ConfigMap { return getConfigMap(ns, configMapName) }).
+			WithTimeout(500*time.Millisecond).Should(Equal(cm), "the ConfigMap (resourceVersion and content) must not change")
 
-		By("starting it again")
-		restarting.Up()
-		expectPublished(ns, restarting.Host, repo, "v1", d2, m2, m2.Layers, c2)
+		By("restarting it on the same address and storage, and moving the tag")
+		registry.Restart(GinkgoT())
+		d2, m2 := push("two\n")
+		expectPublished(ns, registry.Host, repo, "v1", d2, m2, m2.Layers, map[string][]byte{"a.txt": []byte("two\n")})
 	})
+
+	DescribeTable("refuses a manifest over the client's limit without reading past the limit, and keeps the ConfigMap",
+		func(size int, streamed bool) {
+			DeferCleanup(proxy.SetFault, repo, faultNone)
+			c1, push1 := version(1)
+			d1, m1 := push1()
+			createArtifact(ns, baseSpec(repo, "v1"))
+			_, cm := expectPublished(ns, proxy.Host, repo, "v1", d1, m1, m1.Layers, c1)
+
+			By("serving a manifest of " + strconv.Itoa(size) + " bytes for the tag")
+			proxy.SetManifest(repo, servedManifest{contentType: ocispec.MediaTypeImageManifest, body: paddedManifest(size), streamed: streamed})
+			a := waitFailed(ns, v1alpha1.ReasonTooLarge, true)
+			Expect(readyMessage(a)).To(ContainSubstring("over the %d-byte limit", oci.DefaultMaxManifestBytes), "the message says what the limit is")
+			Expect(a.Status.Digest).To(Equal(d1.Digest.String()), "the status still describes what is published")
+			expectEvent(ns, corev1.EventTypeWarning, v1alpha1.ReasonTooLarge)
+			Expect(proxy.Faulted(repo)).To(BeNumerically(">", 0), "the manifest was served")
+			Consistently(func() *corev1.ConfigMap { return getConfigMap(ns, configMapName) }).
+				WithTimeout(500*time.Millisecond).Should(Equal(cm), "the ConfigMap (resourceVersion and content) must not change")
+
+			// The client may read one byte past the limit to notice it,
+			// and drains a little before closing; what the proxy got out
+			// beyond that sat in the connection's kernel buffers (some
+			// 5 MiB on loopback), far short of the whole body.
+			const slack = 24 << 20
+			if streamed {
+				Eventually(proxy.ManifestSent).WithArguments(repo).Should(HaveField("Bodies", BeNumerically(">", 0)), "the body was asked for")
+			}
+			Expect(proxy.ManifestSent(repo).Bytes).To(BeNumerically("<", oci.DefaultMaxManifestBytes+slack),
+				"the client must stop reading at the limit, not read the whole %d bytes", size)
+		},
+		Entry("5 MiB with its Content-Length", 5<<20, false),
+		// Only reading tells the size: the client must stop at the limit.
+		Entry("64 MiB streamed without a Content-Length, HEAD refused", 64<<20, true),
+	)
 
 	Context("behind a token server", func() {
 		var tokens *registryProxy
@@ -254,3 +297,29 @@ var _ = Describe("Registry faults", func() {
 		Expect(withAuth).To(BeZero(), "an Authorization header reached the redirect target")
 	})
 })
+
+// paddedManifest is a valid image manifest of exactly size bytes, made big
+// by an annotation. The padding is spliced in rather than marshalled, so
+// the body is allocated once.
+func paddedManifest(size int) []byte {
+	GinkgoHelper()
+	m := ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: testArtifactType,
+		Config:       ocispec.DescriptorEmptyJSON,
+		Layers:       []ocispec.Descriptor{},
+		Annotations:  map[string]string{"org.example.padding": ""},
+	}
+	m.Config.Data = nil
+	data, err := json.Marshal(m)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(size).To(BeNumerically(">=", len(data)))
+	at := bytes.Index(data, []byte(`"org.example.padding":""`)) + len(`"org.example.padding":"`)
+	out := make([]byte, 0, size)
+	out = append(out, data[:at]...)
+	out = append(out, bytes.Repeat([]byte("x"), size-len(data))...)
+	out = append(out, data[at:]...)
+	Expect(json.Valid(out)).To(BeTrue())
+	return out
+}

@@ -255,6 +255,65 @@ var _ = Describe("Hostile input", func() {
 			}),
 		)
 
+		// Media types name what a layer or config holds; ocisync copies
+		// files and never reads them, so types it has never heard of are
+		// fine there. Only the manifest's own type decides how to read it.
+		DescribeTable("publishes content of media types it has never heard of",
+			func(layerType, configType string) {
+				b := []byte("weird but fine\n")
+				l := titled("w.dat", b)
+				l.MediaType = layerType
+				config := ocispec.DescriptorEmptyJSON
+				config.Data = nil
+				m := ocispec.Manifest{
+					Versioned: specs.Versioned{SchemaVersion: 2},
+					MediaType: ocispec.MediaTypeImageManifest,
+					Config:    config,
+					Layers:    []ocispec.Descriptor{l},
+				}
+				if configType != "" {
+					m.Config.MediaType = configType
+				} else {
+					m.ArtifactType = testArtifactType
+				}
+				data, err := json.Marshal(m)
+				Expect(err).NotTo(HaveOccurred())
+				d := pushRaw(ocispec.MediaTypeImageManifest, data, empty, b)
+				createArtifact(ns, baseSpec(repo, "v1"))
+				desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: int64(len(data))}
+				expectPublished(ns, proxy.Host, repo, "v1", desc, m, m.Layers, map[string][]byte{"w.dat": b})
+			},
+			Entry("a titled layer of an unknown media type (spec.mediaType empty selects any)", "application/vnd.example.weird.layer.v1+zz", ""),
+			Entry("a config of an unknown media type (it names the artifact type)", binType, "application/vnd.example.weird.config.v1+json"),
+		)
+
+		DescribeTable("refuses a manifest of a kind it cannot read and fetches no blob",
+			func(contentType string, body func() []byte, message string) {
+				DeferCleanup(proxy.SetFault, repo, faultNone)
+				// The registry refuses to store such manifests; the
+				// proxy serves them for the tag, next to a real artifact
+				// whose blobs the controller must not be led to fetch.
+				pushPlain(repo, "v1", textLayer("a.txt", "a\n"))
+				proxy.SetManifest(repo, servedManifest{contentType: contentType, body: body()})
+				createArtifact(ns, baseSpec(repo, "v1"))
+				expectRefused(v1alpha1.ReasonSelectorMismatch, true, message)
+				Expect(proxy.Faulted(repo)).To(BeNumerically(">", 0), "the manifest was served")
+				Expect(proxy.Count(repo, "GET", "blobs")).To(BeZero(), "no blob is fetched for a manifest that cannot be read")
+			},
+			Entry("an unknown manifest media type", "application/vnd.example.weird+json", func() []byte {
+				b := []byte("a\n")
+				m := manifestOf(titled("a.txt", b))
+				return bytes.Replace(m, []byte(ocispec.MediaTypeImageManifest), []byte("application/vnd.example.weird+json"), 1)
+			}, `unsupported manifest media type "application/vnd.example.weird+json"`),
+			Entry("an unknown media type served as generic JSON", "application/json", func() []byte {
+				return []byte(`{"schemaVersion":2,"mediaType":"application/vnd.example.weird+json","layers":[]}`)
+			}, `unsupported manifest media type "application/vnd.example.weird+json"`),
+			Entry("a Docker schema1 manifest", "application/vnd.docker.distribution.manifest.v1+prettyjws", schema1Manifest,
+				`Docker schema1 manifest (served as "application/vnd.docker.distribution.manifest.v1+prettyjws"), which is deprecated and not supported`),
+			Entry("a Docker schema1 manifest served as generic JSON", "application/json", schema1Manifest,
+				`Docker schema1 manifest (served as "application/json"), which is deprecated and not supported`),
+		)
+
 		It("publishes an artifact of a thousand layers, each downloaded at most once", func() {
 			const n = 1000
 			var layers []ocispec.Descriptor
@@ -275,6 +334,30 @@ var _ = Describe("Hostile input", func() {
 		})
 	})
 })
+
+// schema1Manifest is a signed Docker schema1 manifest, as old registries
+// still serve for images pushed long ago.
+func schema1Manifest() []byte {
+	return []byte(`{
+   "schemaVersion": 1,
+   "name": "library/old",
+   "tag": "v1",
+   "architecture": "amd64",
+   "fsLayers": [
+      {"blobSum": "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"}
+   ],
+   "history": [
+      {"v1Compatibility": "{\"id\":\"e1d9a5f3\",\"created\":\"2016-01-01T00:00:00Z\"}"}
+   ],
+   "signatures": [
+      {
+         "header": {"jwk": {"crv": "P-256", "kid": "AAAA:BBBB", "kty": "EC", "x": "x", "y": "y"}, "alg": "ES256"},
+         "signature": "c2lnbmF0dXJl",
+         "protected": "eyJmb3JtYXRMZW5ndGgiOjEyMywiZm9ybWF0VGFpbCI6IkNuMCIsInRpbWUiOiIyMDE2LTAxLTAxVDAwOjAwOjAwWiJ9"
+      }
+   ]
+}`)
+}
 
 // indexOf is an image index listing m n times with one platform.
 func indexOf(n int, m ocispec.Descriptor) []byte {

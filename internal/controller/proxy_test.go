@@ -9,17 +9,18 @@ import (
 	"io"
 	"log"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
+	"github.com/opencontainers/go-digest"
 
 	registrytest "github.com/ocisync/ocisync/test/registry"
 )
@@ -60,12 +61,16 @@ const (
 	// faultRejectToken answers requests carrying a bearer token with 401
 	// and a fresh challenge, as a registry does once the token expired.
 	faultRejectToken
+	// faultServeManifest answers GET and HEAD of manifests with the
+	// manifest set by SetManifest, whatever the reference: content the
+	// registry itself would refuse to store.
+	faultServeManifest
 )
 
 func (f fault) String() string {
 	return [...]string{"none", "corrupt blobs", "503", "drop connections", "hang",
 		"500", "429 with Retry-After", "reset mid-blob", "truncated blob", "stalled blob", "redirected blob",
-		"expired token"}[f]
+		"expired token", "served manifest"}[f]
 }
 
 // blobFault reports whether f only concerns blob downloads: other requests
@@ -76,6 +81,25 @@ func (f fault) blobFault() bool {
 		return true
 	}
 	return false
+}
+
+// servedManifest is what faultServeManifest answers with.
+type servedManifest struct {
+	contentType string
+	body        []byte
+	// digest is body's, set by SetManifest.
+	digest digest.Digest
+	// streamed leaves Content-Length out and answers HEAD with 405, so
+	// that a client learns the size only by reading the body.
+	streamed bool
+}
+
+// manifestSent says how much of the served manifest the proxy got out.
+type manifestSent struct {
+	// Bodies counts the GETs answered (fully or until the client hung
+	// up); Bytes is the most written to one of them.
+	Bodies int
+	Bytes  int64
 }
 
 // requestKey counts requests by repository, method and endpoint kind
@@ -113,6 +137,10 @@ type registryProxy struct {
 	// tokenRepo).
 	tokenRealm string
 	tokenProxy *httputil.ReverseProxy
+	// manifests and sent are faultServeManifest's content and what it
+	// wrote, by repository.
+	manifests map[string]servedManifest
+	sent      map[string]manifestSent
 }
 
 // tokenRepo is the key of the token endpoint's faults and counts.
@@ -149,6 +177,8 @@ func startRegistryProxy(target string, caFile ...string) *registryProxy {
 		release:   map[string]chan struct{}{},
 		counts:    map[requestKey]int{},
 		faulted:   map[string]int{},
+		manifests: map[string]servedManifest{},
+		sent:      map[string]manifestSent{},
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.Proxy = nil
@@ -218,25 +248,22 @@ func (p *registryProxy) Faulted(repo string) int {
 	return p.faulted[repo]
 }
 
-// Down stops the proxy as a registry restart does: connections in use are
-// cut and new ones refused until Up.
-func (p *registryProxy) Down() {
-	GinkgoHelper()
-	if err := p.server.Listener.Close(); err != nil {
-		Fail("close the proxy's listener: " + err.Error())
-	}
-	p.server.CloseClientConnections()
+// SetManifest makes the proxy answer every manifest request of repo with m
+// (faultServeManifest) until the fault is changed.
+func (p *registryProxy) SetManifest(repo string, m servedManifest) {
+	m.digest = digest.FromBytes(m.body)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.manifests[repo] = m
+	p.sent[repo] = manifestSent{}
+	p.setFaultLocked(repo, faultServeManifest)
 }
 
-// Up serves on the proxy's address again after Down.
-func (p *registryProxy) Up() {
-	GinkgoHelper()
-	l, err := net.Listen("tcp", p.Host)
-	if err != nil {
-		Fail("listen on the proxy's address " + p.Host + " again: " + err.Error())
-	}
-	p.server.Listener = l
-	go func() { _ = p.server.Config.Serve(l) }()
+// ManifestSent returns how much of SetManifest's manifest reached clients.
+func (p *registryProxy) ManifestSent(repo string) manifestSent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent[repo]
 }
 
 // SetRedirectTarget sets the base URL (scheme://host) faultRedirectBlob
@@ -323,6 +350,9 @@ func (p *registryProxy) takeLocked(repo, kind string, r *http.Request) (fault, c
 	if f == faultNone || (f.blobFault() && (kind != "blobs" || r.Method != http.MethodGet)) {
 		return faultNone, nil
 	}
+	if f == faultServeManifest && (kind != "manifests" || (r.Method != http.MethodGet && r.Method != http.MethodHead)) {
+		return faultNone, nil
+	}
 	if f == faultRejectToken && !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 		return faultNone, nil
 	}
@@ -386,6 +416,9 @@ func (p *registryProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case faultRedirectBlob:
 		http.Redirect(w, r, redirect+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 		return
+	case faultServeManifest:
+		p.serveManifest(w, r, repo)
+		return
 	case faultResetBlob, faultTruncateBlob, faultStallBlob, faultCorruptBlobs:
 		r = r.WithContext(context.WithValue(r.Context(), faultKey{}, faultValue{f, release}))
 	case faultDrop:
@@ -400,6 +433,50 @@ func (p *registryProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.proxy.ServeHTTP(w, r)
+}
+
+// serveManifest answers with repo's servedManifest and records how many
+// bytes of it the client took before it hung up.
+func (p *registryProxy) serveManifest(w http.ResponseWriter, r *http.Request, repo string) {
+	p.mu.Lock()
+	m := p.manifests[repo]
+	p.mu.Unlock()
+	if m.streamed && r.Method == http.MethodHead {
+		http.Error(w, `{"errors":[{"code":"UNSUPPORTED","message":"the test proxy serves this manifest to GET only"}]}`, http.StatusMethodNotAllowed)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", m.contentType)
+	h.Set("Docker-Content-Digest", m.digest.String())
+	if !m.streamed {
+		h.Set("Content-Length", strconv.Itoa(len(m.body)))
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	// Write in chunks and flush each, so what was written is what the
+	// connection took, not what sat in the server's buffer.
+	rc := http.NewResponseController(w)
+	var n int64
+	for rest := m.body; len(rest) > 0; {
+		chunk := rest[:min(len(rest), 32<<10)]
+		k, err := w.Write(chunk)
+		n += int64(k)
+		if err == nil {
+			err = rc.Flush()
+		}
+		if err != nil {
+			break
+		}
+		rest = rest[k:]
+	}
+	p.mu.Lock()
+	s := p.sent[repo]
+	s.Bodies++
+	s.Bytes = max(s.Bytes, n)
+	p.sent[repo] = s
+	p.mu.Unlock()
 }
 
 func (p *registryProxy) modifyResponse(resp *http.Response) error {

@@ -134,13 +134,21 @@ func (r *Repository) fetchManifest(ctx context.Context, ref string) (ocispec.Des
 		}
 	}
 
-	mt := mediaTypeOf(resp.Header.Get("Content-Type"))
+	served := mediaTypeOf(resp.Header.Get("Content-Type"))
+	mt := served
 	if !IsManifestMediaType(mt) {
 		// Some registries answer with a generic type; the manifest's own
 		// mediaType field then decides.
 		mt = embeddedMediaType(data)
 	}
 	if !IsManifestMediaType(mt) {
+		if isSchema1(served, data) {
+			return ocispec.Descriptor{}, nil, fmt.Errorf("fetching manifest %s:%s: it is a Docker schema1 manifest (served as %q), which is deprecated and not supported; push it again as an OCI or Docker schema2 manifest: %w", r, ref, served, ErrUnsupported)
+		}
+		if mt == "" {
+			// The body names no type: report the one it was served as.
+			mt = served
+		}
 		return ocispec.Descriptor{}, nil, fmt.Errorf("fetching manifest %s:%s: unsupported manifest media type %q (want an OCI or Docker schema2 manifest or index): %w", r, ref, mt, ErrUnsupported)
 	}
 	return ocispec.Descriptor{MediaType: mt, Digest: want, Size: int64(len(data))}, data, nil
@@ -148,6 +156,18 @@ func (r *Repository) fetchManifest(ctx context.Context, ref string) (ocispec.Des
 
 func (r *Repository) manifestError(resp *http.Response, ref string) error {
 	return fmt.Errorf("fetching manifest %s for %s: %w", ref, r, responseError(resp, ErrManifestUnknown))
+}
+
+// isSchema1 reports whether a manifest is Docker's schema1, by the media
+// type it was served as or, served as generic JSON, by its schemaVersion.
+func isSchema1(served string, data []byte) bool {
+	if strings.HasPrefix(served, "application/vnd.docker.distribution.manifest.v1+") {
+		return true
+	}
+	var probe struct {
+		SchemaVersion int `json:"schemaVersion"`
+	}
+	return json.Unmarshal(data, &probe) == nil && probe.SchemaVersion == 1
 }
 
 func embeddedMediaType(data []byte) string {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -59,6 +60,11 @@ type Registry struct {
 	StorageDir string
 
 	users map[string]User
+	// bin and cfgFile are what Restart runs again.
+	bin, cfgFile string
+	// mu guards stop, which ends the running process (nil when stopped).
+	mu   sync.Mutex
+	stop func()
 }
 
 // startAttempts bounds retries when the chosen free port is taken between
@@ -145,8 +151,15 @@ http:
 		if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 			t.Fatalf("write registry config %s: %v", cfgFile, err)
 		}
-		err := r.run(t, bin, cfgFile)
+		r.bin, r.cfgFile = bin, cfgFile
+		err := r.run(false)
 		if err == nil {
+			t.Cleanup(func() {
+				r.halt()
+				if failed(t) {
+					t.Logf("registry %s log (%s):\n%s", r.Host, r.LogFile, r.logTail())
+				}
+			})
 			return r
 		}
 		if attempt == startAttempts || !strings.Contains(r.logTail(), "address already in use") {
@@ -156,17 +169,21 @@ http:
 	}
 }
 
-// run starts the process and waits for readiness; on success the process
-// is stopped in t.Cleanup, on failure it is already stopped.
-func (r *Registry) run(t T, bin, cfgFile string) error {
-	t.Helper()
-	logf, err := os.OpenFile(r.LogFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+// run starts the process and waits for readiness; on success r.stop ends
+// it, on failure it is already stopped. A restart appends to the log, so
+// that it keeps what the first run said.
+func (r *Registry) run(restart bool) error {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if restart {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logf, err := os.OpenFile(r.LogFile, flags, 0o600)
 	if err != nil {
 		return fmt.Errorf("create log file: %w", err)
 	}
 	defer logf.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "serve", cfgFile)
-	cmd.Dir = filepath.Dir(cfgFile)
+	cmd := exec.Command(r.bin, "serve", r.cfgFile)
+	cmd.Dir = filepath.Dir(r.cfgFile)
 	// The registry exports traces through OpenTelemetry autoexport; turn
 	// exporters off so it does not dial a collector.
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
@@ -188,13 +205,42 @@ func (r *Registry) run(t T, bin, cfgFile string) error {
 		stop()
 		return err
 	}
-	t.Cleanup(func() {
-		stop()
-		if failed(t) {
-			t.Logf("registry %s log (%s):\n%s", r.Host, r.LogFile, r.logTail())
-		}
-	})
+	r.mu.Lock()
+	r.stop = stop
+	r.mu.Unlock()
 	return nil
+}
+
+// halt ends the running process, if any, and waits for it to exit.
+func (r *Registry) halt() {
+	r.mu.Lock()
+	stop := r.stop
+	r.stop = nil
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// Stop kills the registry and waits for it to exit, as a crash or a node
+// going away would: connections in use are cut and new ones refused until
+// Restart. Stopping a stopped registry does nothing.
+func (r *Registry) Stop(t T) {
+	t.Helper()
+	r.halt()
+}
+
+// Restart stops the registry if it runs, then starts it again on the same
+// address with the same configuration and storage, so everything pushed
+// before is still there, and waits until /v2/ answers. The process is
+// still stopped by the Cleanup of the test that started it.
+func (r *Registry) Restart(t T) {
+	t.Helper()
+	r.halt()
+	if err := r.run(true); err != nil {
+		t.Fatalf("registrytest: restart registry %s on %s: %v (another process may have taken the port)\nregistry log (%s):\n%s",
+			r.bin, r.Host, err, r.LogFile, r.logTail())
+	}
 }
 
 func (r *Registry) waitReady(exited <-chan struct{}) error {

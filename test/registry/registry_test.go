@@ -1,6 +1,7 @@
 package registrytest
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -183,5 +184,100 @@ func TestStartCleanupStopsRegistry(t *testing.T) {
 	var opErr interface{ Timeout() bool }
 	if errors.As(err, &opErr) && opErr.Timeout() {
 		t.Fatalf("GET %s timed out instead of being refused: %v", url, err)
+	}
+}
+
+// TestStopAndRestart checks that Stop takes the registry down and Restart
+// brings it back on the same address with the same storage and
+// configuration: a blob pushed before is still there, and so is the auth.
+func TestStopAndRestart(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+		// stop stops the registry before Restart; otherwise Restart
+		// stops the running registry itself.
+		stop bool
+	}{
+		{"stopped plain", Options{}, true},
+		{"running plain", Options{}, false},
+		{"stopped htpasswd tls", Options{Auth: AuthHtpasswd, TLS: true, Users: harnessUsers}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := Start(t, tt.opts)
+			c := r.Client()
+			// do sends a request to path (or to a URL the registry
+			// returned) and returns the status and Location.
+			do := func(method, path string, body string) (int, string, error) {
+				t.Helper()
+				if !strings.HasPrefix(path, "http") {
+					path = r.URL + path
+				}
+				req, err := http.NewRequest(method, path, strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/octet-stream")
+				if tt.opts.Auth == AuthHtpasswd {
+					req.SetBasicAuth("writer", r.Password(t, "writer"))
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					return 0, "", err
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, resp.Header.Get("Location"), nil
+			}
+			const blob = "kept across restarts\n"
+			dgst := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(blob)))
+			code, loc, err := do(http.MethodPost, "/v2/app/blobs/uploads/", "")
+			if err != nil || code != http.StatusAccepted {
+				t.Fatalf("start a blob upload: status %d, err %v; want 202", code, err)
+			}
+			sep := "?"
+			if strings.Contains(loc, "?") {
+				sep = "&"
+			}
+			if code, _, err := do(http.MethodPut, loc+sep+"digest="+dgst, blob); err != nil || code != http.StatusCreated {
+				t.Fatalf("finish the blob upload: status %d, err %v; want 201", code, err)
+			}
+			host, url := r.Host, r.URL
+
+			if tt.stop {
+				r.Stop(t)
+				if code, _, err := do(http.MethodGet, "/v2/", ""); err == nil {
+					t.Fatalf("GET /v2/ after Stop answered %d, want the connection refused", code)
+				} else if !strings.Contains(err.Error(), "connection refused") {
+					t.Fatalf("GET /v2/ after Stop: %v, want the connection refused", err)
+				}
+				r.Stop(t) // stopping twice is harmless
+			}
+			r.Restart(t)
+			if r.Host != host || r.URL != url {
+				t.Fatalf("after Restart the registry is at %s (%s), want %s (%s)", r.Host, r.URL, host, url)
+			}
+			if code, _, err := do(http.MethodHead, "/v2/app/blobs/"+dgst, ""); err != nil || code != http.StatusOK {
+				t.Errorf("HEAD of the blob pushed before the restart: status %d, err %v; want 200 (the same storage)", code, err)
+			}
+			if tt.opts.Auth == AuthHtpasswd {
+				resp, err := c.Get(r.URL + "/v2/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("anonymous GET /v2/ after Restart: status %d, want 401 (the same configuration)", resp.StatusCode)
+				}
+			}
+			log, err := os.ReadFile(r.LogFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(log), "listening on"); n != 2 {
+				t.Errorf("the log tells of %d starts, want 2: a restart appends to it\n%s", n, log)
+			}
+		})
 	}
 }

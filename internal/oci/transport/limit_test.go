@@ -69,14 +69,25 @@ func send(t *testing.T, rt http.RoundTripper, ctx context.Context, method, url s
 	return rt.RoundTrip(req)
 }
 
-// closeCounter counts the requests in flight: from the base round trip
-// until its body is closed.
-type closeCounter struct {
+// endCounter calls onEnd once, at EOF or at Close, whichever comes first:
+// when Limit frees the request's slot. (Counting at Close alone would see
+// the next request enter while this body, read to its end, is not closed
+// yet.)
+type endCounter struct {
 	io.Reader
-	onClose func()
+	once  sync.Once
+	onEnd func()
 }
 
-func (c *closeCounter) Close() error { c.onClose(); return nil }
+func (c *endCounter) Read(p []byte) (int, error) {
+	n, err := c.Reader.Read(p)
+	if err == io.EOF {
+		c.once.Do(c.onEnd)
+	}
+	return n, err
+}
+
+func (c *endCounter) Close() error { c.once.Do(c.onEnd); return nil }
 
 func TestLimitNeverExceedsMaxInFlight(t *testing.T) {
 	const limit, requests = 3, 24
@@ -89,7 +100,7 @@ func TestLimitNeverExceedsMaxInFlight(t *testing.T) {
 		}
 		entered <- struct{}{}
 		<-gate
-		return answer(req, http.StatusOK, nil, &closeCounter{Reader: strings.NewReader("blob"), onClose: func() { cur.Add(-1) }}), nil
+		return answer(req, http.StatusOK, nil, &endCounter{Reader: strings.NewReader("blob"), onEnd: func() { cur.Add(-1) }}), nil
 	})
 	rt := &Limit{Base: base, Hosts: &Hosts{MaxInFlight: limit}}
 
