@@ -13,6 +13,7 @@
 //	OCISYNC_BENCH_BLOB      big blob size, a Kubernetes quantity (default 1Mi)
 //	OCISYNC_BENCH_INTERVAL  the Artifacts' spec.interval, and the steady-state window (default 3s)
 //	OCISYNC_BENCH_REPOS     repositories the Artifacts are spread over (default 5)
+//	OCISYNC_BENCH_TOKEN_N   Artifacts of the token-auth run, 0 to skip it (default the smallest of OCISYNC_BENCH_N when that is set, else 0)
 //	OCISYNC_BENCH_CONCURRENT  comma-separated --concurrent values of the manager, each run for every count, when it has the flag (default 10, as the anchor)
 //	OCISYNC_BENCH_OUT       where to write the Markdown results (default: a temp file)
 //	OCISYNC_BENCH_PROFILE_DIR  where to keep the CPU and heap profiles of the manager (default: a temp folder)
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,6 +41,7 @@ type config struct {
 	interval   time.Duration
 	repos      int
 	concurrent []int
+	tokenN     int // Artifacts of the token-auth run; 0 skips it
 	out        string
 	profileDir string
 }
@@ -81,6 +84,19 @@ func loadConfig(t *testing.T) config {
 		}
 		c.repos = n
 	}
+	// The token run's figures are per sync and per Artifact: the smallest
+	// count shows them as well as the largest, at a fraction of the time.
+	// The smoke run skips it: it would double the smoke run's time.
+	if os.Getenv("OCISYNC_BENCH_N") != "" {
+		c.tokenN = slices.Min(c.counts)
+	}
+	if v := os.Getenv("OCISYNC_BENCH_TOKEN_N"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			t.Fatalf("OCISYNC_BENCH_TOKEN_N=%q: want a number of Artifacts, or 0 to skip the token-auth run", v)
+		}
+		c.tokenN = n
+	}
 	c.profileDir = os.Getenv("OCISYNC_BENCH_PROFILE_DIR")
 	if c.profileDir == "" {
 		c.profileDir = t.TempDir()
@@ -102,11 +118,19 @@ func TestBench(t *testing.T) {
 	for _, n := range cfg.counts {
 		for _, c := range cfg.concurrent {
 			t.Run(fmt.Sprintf("scale-%d-concurrent-%d", n, c), func(t *testing.T) {
-				res := runScale(t, cfg, n, c)
+				res := runScale(t, cfg, n, c, false)
 				rep.scale = append(rep.scale, res)
 				checkScale(t, res)
 			})
 		}
+	}
+	if cfg.tokenN > 0 {
+		// One --concurrent value: the anchor's, or the first asked for.
+		t.Run(fmt.Sprintf("token-%d-concurrent-%d", cfg.tokenN, cfg.concurrent[0]), func(t *testing.T) {
+			res := runScale(t, cfg, cfg.tokenN, cfg.concurrent[0], true)
+			rep.token = &res
+			checkScale(t, res)
+		})
 	}
 	t.Run("blob", func(t *testing.T) {
 		res := runBlob(t, cfg.blobSize)
@@ -125,7 +149,11 @@ func TestBench(t *testing.T) {
 		t.Fatalf("writing the report %s: %v", cfg.out, err)
 	}
 	t.Logf("wrote %s", cfg.out)
-	for _, want := range []string{"| Artifacts Ready", "| ocisync pull", "| oras pull", "kube-apiserver"} {
+	wants := []string{"| Artifacts Ready", "| ocisync pull", "| oras pull", "kube-apiserver"}
+	if cfg.tokenN > 0 {
+		wants = append(wants, "## Token auth", "| Steady state: token requests per sync")
+	}
+	for _, want := range wants {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report lacks %q:\n%s", want, md)
 		}
@@ -153,5 +181,10 @@ func checkScale(t *testing.T, r scaleResult) {
 	}
 	if r.firstWrites < r.n {
 		t.Errorf("the API server counted %d writes on the first sync of %d Artifacts, want at least one each (a status update)", r.firstWrites, r.n)
+	}
+	// Every Artifact needs a token to be Ready: none counted means the
+	// issuer is not what the registry sends the manager to.
+	if r.token && r.firstTokens.count("GET token")+r.firstTokens.count("POST token") == 0 {
+		t.Errorf("the token issuer granted no token on the first sync of %d Artifacts, want at least one: %v", r.n, r.firstTokens)
 	}
 }

@@ -36,6 +36,7 @@ type report struct {
 	machine  [][2]string
 	versions [][2]string
 	scale    []scaleResult
+	token    *scaleResult // the token-auth run, nil when skipped
 	blob     *blobResult
 }
 
@@ -224,6 +225,27 @@ func (r *report) markdown() string {
 			p("</details>")
 		}
 	}
+	if s := r.token; s != nil {
+		n := float64(s.n)
+		p("")
+		p("## Token auth")
+		p("")
+		p("%d Artifacts as in Scale (`--concurrent=%d`, `spec.interval` %s), against a registry that wants bearer tokens from the token issuer of test/registry (the distribution token flow).", s.n, s.concurrent, s.interval)
+		p("Each Artifact names one pull Secret of type `kubernetes.io/dockerconfigjson` holding a username and password for the proxy's address.")
+		p("The issuer gave tokens with `expires_in` %d s.", int(s.expiresIn.Seconds()))
+		p("Registry requests are counted by the proxy as above, 401 challenges apart; token requests are counted at the issuer, which the registry's challenge names directly, not through the proxy.")
+		p("")
+		p("| Figure | Measured | Target | Verdict |")
+		p("|---|---|---|---|")
+		p("| Artifacts Ready | %.2f s | | |", s.readySeconds)
+		p("| First sync: token requests | %d (%.2f per Artifact): %s | | |", s.firstTokens.total(), float64(s.firstTokens.total())/n, s.firstTokens)
+		p("| First sync: registry requests | %d (%.2f per Artifact): %s | | |", s.first.total(), float64(s.first.total())/n, s.first)
+		p("| Steady state: syncs in one interval | %d (%.2f per Artifact) | | |", s.steadySyncs, float64(s.steadySyncs)/n)
+		p("| Steady state: registry requests per sync | %s (HEAD manifest %s): %s | exactly 1 HEAD | %s |", perSync(s.steady.total(), s.steadySyncs), perSync(s.steady.count("HEAD manifest"), s.steadySyncs), s.steady, steadyVerdict(s.steady, s.steadySyncs, s.concurrent))
+		p("| Steady state: token requests per sync | %s: %s | tokens reused: 0 token requests per sync in steady state when tokens outlive the interval | %s |", perSync(s.steadyTokens.total(), s.steadySyncs), s.steadyTokens, tokenVerdict(s.steadyTokens, s.steadySyncs, s.expiresIn, s.interval))
+		p("| Syncs over the whole run, by result | %s | | |", s.syncResults)
+		p("| Manager peak RSS | %.1f MiB | | |", float64(s.peakRSS)/mib)
+	}
 	if r.blob != nil {
 		bl := r.blob
 		p("")
@@ -293,6 +315,19 @@ func steadyVerdict(c counts, syncs, concurrent int) string {
 	return fmt.Sprintf("missed: %d requests, %d of them HEAD manifest, for %d syncs", c.total(), heads, syncs)
 }
 
+// tokenVerdict says whether the steady state reused tokens: none
+// requested, for syncs that happened, while the tokens outlive the
+// interval (when they do not, a new token per interval is due).
+func tokenVerdict(tokens counts, syncs int, expiresIn, interval time.Duration) string {
+	switch {
+	case expiresIn <= interval:
+		return fmt.Sprintf("does not apply: tokens expire in %s, within the %s interval", expiresIn, interval)
+	case syncs == 0:
+		return "missed: no syncs in the interval"
+	}
+	return verdict(float64(tokens.total()), 0, true, "token requests")
+}
+
 func perSync(requests, syncs int) string {
 	if syncs == 0 {
 		return "no syncs"
@@ -325,6 +360,11 @@ func TestVerdicts(t *testing.T) {
 		{"a GET besides", steadyVerdict(counts{"HEAD manifest": 100, "GET manifest": 100}, 100, 10), "missed: 200 requests, 100 of them HEAD manifest, for 100 syncs"},
 		{"two HEADs per sync", steadyVerdict(counts{"HEAD manifest": 200}, 100, 10), "missed: 200 requests, 200 of them HEAD manifest, for 100 syncs"},
 		{"no syncs", steadyVerdict(counts{}, 0, 10), "missed: 0 requests, 0 of them HEAD manifest, for 0 syncs"},
+		{"tokens reused", tokenVerdict(counts{}, 100, 5*time.Minute, 10*time.Second), "met"},
+		{"a token per sync", tokenVerdict(counts{"GET token": 100}, 100, 5*time.Minute, 10*time.Second), "missed by 100 token requests"},
+		{"refused token requests count too", tokenVerdict(counts{"GET token (401)": 1}, 100, 5*time.Minute, 10*time.Second), "missed by 1 token requests"},
+		{"no syncs to reuse tokens in", tokenVerdict(counts{}, 0, 5*time.Minute, 10*time.Second), "missed: no syncs in the interval"},
+		{"tokens expire within the interval", tokenVerdict(counts{"GET token": 100}, 100, 5*time.Second, 10*time.Second), "does not apply: tokens expire in 5s, within the 10s interval"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)

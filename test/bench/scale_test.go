@@ -4,11 +4,14 @@ package bench
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,14 +62,23 @@ type scaleResult struct {
 	steadyWrites int
 	steadyByRes  map[string]int
 	syncResults  counts // the manager's syncs over the whole run, by result
+	// token is set for a run against a token-auth registry; the token
+	// requests are counted at the issuer, which the registry's challenge
+	// names directly, so they never pass the proxy.
+	token        bool
+	expiresIn    time.Duration // the token lifetime the issuer gave
+	firstTokens  counts        // token requests until all were Ready
+	steadyTokens counts        // token requests over the steady interval
 	// profiles holds the manager's pprof top lines when profiling was
 	// asked for (OCISYNC_BENCH_PROFILE_DIR).
 	cpuProfile, heapProfile string
 }
 
-func runScale(t *testing.T, cfg config, n, concurrent int) scaleResult {
+// runScale measures n Artifacts against an anonymous registry, or with
+// token set against a token-auth one, each Artifact with a pull Secret.
+func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResult {
 	bin := registrytest.BinaryFromEnv(t, registrytest.EnvOcisync)
-	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: cfg.interval, firstByRes: map[string]int{}, steadyByRes: map[string]int{}}
+	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: cfg.interval, firstByRes: map[string]int{}, steadyByRes: map[string]int{}, token: token}
 
 	cp := controlplane.Start(t)
 	kubeconfig := cp.WriteKubeconfig(t, "ocisync-bench-admin")
@@ -89,7 +101,11 @@ func runScale(t *testing.T, cfg config, n, concurrent int) scaleResult {
 		t.Fatalf("creating a clientset for the test cluster: %v", err)
 	}
 
-	reg := registrytest.Start(t, registrytest.Options{})
+	opts := registrytest.Options{}
+	if token {
+		opts = registrytest.Options{Auth: registrytest.AuthToken, Users: []registrytest.User{{Name: benchUser, Password: rand.Text()}}}
+	}
+	reg := registrytest.Start(t, opts)
 	proxy := startProxy(t, reg.URL)
 	res.distinctBlobs = pushRepos(t, reg, res.repos)
 
@@ -97,13 +113,18 @@ func runScale(t *testing.T, cfg config, n, concurrent int) scaleResult {
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}); err != nil {
 		t.Fatalf("creating namespace %s: %v", benchNamespace, err)
 	}
-	createArtifacts(t, k8s, proxy.Host, n, res.repos, cfg.interval)
+	pullSecret := ""
+	if token {
+		pullSecret = createPullSecret(t, k8s, reg, proxy.Host)
+		res.expiresIn = tokenLifetime(t, reg)
+	}
+	createArtifacts(t, k8s, proxy.Host, n, res.repos, cfg.interval, pullSecret)
 
 	// Watch before the manager starts: the watch's first events are the
 	// Artifacts as they are, none Ready.
 	ready := watchReady(t, k8s, n)
 	w0 := apiWrites(t, cs)
-	p0 := proxy.snapshot()
+	p0, t0 := proxy.snapshot(), issuerCounts(reg)
 
 	metricsAddr := freeAddr(t)
 	args := []string{"manager", "--health-probe-bind-address=0", "--metrics-bind-address=" + metricsAddr}
@@ -137,6 +158,7 @@ func runScale(t *testing.T, cfg config, n, concurrent int) scaleResult {
 	res.cpuAtReady = procCPUSeconds(t, mgr.pid())
 	w1 := apiWrites(t, cs)
 	res.first = proxy.snapshot().sub(p0)
+	res.firstTokens = issuerCounts(reg).sub(t0)
 	res.firstSyncs = mgr.syncs(t)
 	res.firstWrites = writesBetween(w0, w1, res.firstByRes)
 	res.firstCPU = map[string]float64{"this harness (proxy, watch)": procCPUSeconds(t, os.Getpid()) - self0}
@@ -150,20 +172,28 @@ func runScale(t *testing.T, cfg config, n, concurrent int) scaleResult {
 		heapProfile = fetchProfile(t, pprofAddr, "heap")
 	}
 	t.Logf("%d Artifacts Ready in %.2f s after %d syncs; registry requests: %v; API writes: %d %v; other CPU: %v", n, res.readySeconds, res.firstSyncs, res.first, res.firstWrites, res.firstByRes, res.firstCPU)
+	if token {
+		t.Logf("token requests until all were Ready: %v (expires_in %s)", res.firstTokens, res.expiresIn)
+	}
 
 	// Let the first syncs' follow-ups pass, then count one interval in
 	// which nothing changes.
 	time.Sleep(cfg.interval)
-	w2, p2, s2 := apiWrites(t, cs), proxy.snapshot(), mgr.syncs(t)
+	w2, p2, t2, s2 := apiWrites(t, cs), proxy.snapshot(), issuerCounts(reg), mgr.syncs(t)
 	time.Sleep(cfg.interval)
-	w3, p3, s3 := apiWrites(t, cs), proxy.snapshot(), mgr.syncs(t)
+	w3, p3, t3, s3 := apiWrites(t, cs), proxy.snapshot(), issuerCounts(reg), mgr.syncs(t)
 	res.steady = p3.sub(p2)
+	res.steadyTokens = t3.sub(t2)
 	res.steadySyncs = s3 - s2
 	res.steadyWrites = writesBetween(w2, w3, res.steadyByRes)
-	t.Logf("steady state over %s: %d syncs; registry requests: %v; API writes: %d %v", cfg.interval, res.steadySyncs, res.steady, res.steadyWrites, res.steadyByRes)
+	t.Logf("steady state over %s: %d syncs; registry requests: %v; token requests: %v; API writes: %d %v", cfg.interval, res.steadySyncs, res.steady, res.steadyTokens, res.steadyWrites, res.steadyByRes)
 	if pprofAddr != "" {
-		res.cpuProfile = saveProfile(t, cfg.profileDir, fmt.Sprintf("manager-%d-concurrent-%d.cpu.pprof", n, concurrent), <-cpuProfile)
-		res.heapProfile = saveProfile(t, cfg.profileDir, fmt.Sprintf("manager-%d-concurrent-%d.heap.pprof", n, concurrent), <-heapProfile)
+		name := fmt.Sprintf("manager-%d-concurrent-%d", n, concurrent)
+		if token {
+			name += "-token"
+		}
+		res.cpuProfile = saveProfile(t, cfg.profileDir, name+".cpu.pprof", <-cpuProfile)
+		res.heapProfile = saveProfile(t, cfg.profileDir, name+".heap.pprof", <-heapProfile)
 	}
 
 	res.syncResults = mgr.syncResults(t)
@@ -173,12 +203,19 @@ func runScale(t *testing.T, cfg config, n, concurrent int) scaleResult {
 	return res
 }
 
+// benchUser is the account of the token-auth runs.
+const benchUser = "bench"
+
 // pushRepos pushes one small file as bench/repo-<i>:v1 for each of repos
 // repositories, straight to the registry so the proxy counts only the
 // manager, and returns the number of distinct blobs the manifests name.
 func pushRepos(t *testing.T, reg *registrytest.Registry, repos int) int {
 	t.Helper()
 	oc := registrytest.Ocisync(t)
+	dockerConfig := ""
+	if reg.Tokens != nil {
+		dockerConfig = reg.WriteDockerConfig(t, benchUser)
+	}
 	blobs := map[string]bool{}
 	for i := range repos {
 		dir := t.TempDir()
@@ -187,7 +224,7 @@ func pushRepos(t *testing.T, reg *registrytest.Registry, repos int) int {
 			t.Fatal(err)
 		}
 		ref := reg.Ref(fmt.Sprintf("bench/repo-%d", i), "v1")
-		oc.In(dir).MustRun(t, append(append([]string{"push"}, reg.OcisyncFlags("")...), ref, "config.yaml")...)
+		oc.In(dir).MustRun(t, append(append([]string{"push"}, reg.OcisyncFlags(dockerConfig)...), ref, "config.yaml")...)
 		for _, d := range manifestBlobs(t, reg, fmt.Sprintf("bench/repo-%d", i), "v1") {
 			blobs[d] = true
 		}
@@ -203,6 +240,10 @@ func manifestBlobs(t *testing.T, reg *registrytest.Registry, repo, tag string) [
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	if reg.Tokens != nil {
+		// Minted, not requested: the issuer does not count it.
+		req.Header.Set("Authorization", "Bearer "+reg.Tokens.Mint(t, benchUser, "repository:"+repo+":pull"))
+	}
 	resp, err := reg.Client().Do(req)
 	if err != nil {
 		t.Fatalf("fetching the manifest of %s:%s: %v", repo, tag, err)
@@ -223,8 +264,9 @@ func manifestBlobs(t *testing.T, reg *registrytest.Registry, repo, tag string) [
 }
 
 // createArtifacts creates n Artifacts, art-<i> naming repository i mod
-// repos through the proxy, each with its own ConfigMap.
-func createArtifacts(t *testing.T, k8s client.Client, host string, n, repos int, interval time.Duration) {
+// repos through the proxy, each with its own ConfigMap and, unless
+// pullSecret is empty, that pull Secret.
+func createArtifacts(t *testing.T, k8s client.Client, host string, n, repos int, interval time.Duration, pullSecret string) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -242,6 +284,9 @@ func createArtifacts(t *testing.T, k8s client.Client, host string, n, repos int,
 						ConfigMap: &ocisyncv1alpha1.ConfigMapOutput{Name: fmt.Sprintf("art-%d", i)},
 					},
 				}
+				if pullSecret != "" {
+					a.Spec.PullSecrets = []corev1.LocalObjectReference{{Name: pullSecret}}
+				}
 				if err := k8s.Create(t.Context(), a); err != nil {
 					errs <- fmt.Errorf("creating Artifact %s: %w", a.Name, err)
 				}
@@ -257,6 +302,73 @@ func createArtifacts(t *testing.T, k8s client.Client, host string, n, repos int,
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+// createPullSecret creates the pull Secret of the token-auth runs: the
+// bench user's username and password for host, the proxy, as the
+// Artifacts name it. It returns the Secret's name.
+func createPullSecret(t *testing.T, k8s client.Client, reg *registrytest.Registry, host string) string {
+	t.Helper()
+	auth := base64.StdEncoding.EncodeToString([]byte(benchUser + ":" + reg.Password(t, benchUser)))
+	data, err := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: "bench-pull"},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: data},
+	}
+	if err := k8s.Create(t.Context(), s); err != nil {
+		t.Fatalf("creating the pull Secret %s/%s: %v", s.Namespace, s.Name, err)
+	}
+	return s.Name
+}
+
+// tokenLifetime asks the issuer for one token, as a client would, and
+// returns the expires_in it answers: the report states what the issuer
+// gave, not what the harness assumes. Called before the counting starts.
+func tokenLifetime(t *testing.T, reg *registrytest.Registry) time.Duration {
+	t.Helper()
+	q := url.Values{"service": {reg.Tokens.Service}, "scope": {"repository:bench/repo-0:pull"}}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, reg.Tokens.Realm+"?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(benchUser, reg.Password(t, benchUser))
+	resp, err := reg.Client().Do(req)
+	if err != nil {
+		t.Fatalf("asking the token issuer %s for a token: %v", reg.Tokens.Realm, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		ExpiresIn int `json:"expires_in"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK || body.ExpiresIn <= 0 {
+		t.Fatalf("the token issuer %s answered %s with expires_in %d (decoding: %v), want 200 OK and a positive expires_in", reg.Tokens.Realm, resp.Status, body.ExpiresIn, err)
+	}
+	return time.Duration(body.ExpiresIn) * time.Second
+}
+
+// issuerCounts is the token requests the issuer answered so far, by
+// method, failures apart like the proxy's; none without an issuer.
+func issuerCounts(reg *registrytest.Registry) counts {
+	if reg.Tokens == nil {
+		return counts{}
+	}
+	return tokenCounts(reg.Tokens.Requests())
+}
+
+func tokenCounts(reqs []registrytest.TokenRequest) counts {
+	c := counts{}
+	for _, r := range reqs {
+		key := r.Method + " token"
+		if r.Status >= 400 {
+			key += fmt.Sprintf(" (%d)", r.Status)
+		}
+		c[key]++
+	}
+	return c
 }
 
 // watchReady watches the Artifacts and closes the returned channel once n
@@ -613,4 +725,16 @@ func saveProfile(t *testing.T, dir, name string, data []byte) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+func TestTokenCounts(t *testing.T) {
+	got := tokenCounts([]registrytest.TokenRequest{
+		{Method: "GET", Status: 200},
+		{Method: "GET", Status: 200},
+		{Method: "POST", GrantType: "password", Status: 200},
+		{Method: "GET", Status: 401},
+	})
+	if want := "GET token 2, GET token (401) 1, POST token 1"; got.String() != want {
+		t.Errorf("tokenCounts = %q, want %q", got, want)
+	}
 }
