@@ -3,19 +3,12 @@
 package integration
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -99,108 +92,20 @@ func pushSized(t testing.TB, total int64, seed uint64) (src, ref, digest string)
 	return src, ref, digest
 }
 
-// envRSSWrap, when set in the environment of this test binary, makes it a
-// wrapper instead (see init): it runs its arguments as a command and
-// writes the command's peak RSS to the file the variable names.
-const envRSSWrap = "OCISYNC_TEST_RSS_WRAP"
-
-// The wrapper exists because on Linux the peak RSS of a child that a Go
-// program starts counts the starting program's own peak: exec records the
-// high-water mark of the memory it replaces, which with Go's vfork-style
-// spawn is the parent's. The wrapper is small and fresh, so its
-// grandchild's figure is the pull's own. It acts in init so that TestMain
-// starts no registries for it.
-func init() {
-	if out := os.Getenv(envRSSWrap); out != "" {
-		os.Exit(runRSSWrapper(out, os.Args[1:]))
-	}
-}
-
-// runRSSWrapper runs args with this process's stdio and environment (less
-// envRSSWrap), writes "<peak RSS bytes> <wrapper's own peak bytes>" to
-// out, and returns the command's exit code.
-func runRSSWrapper(out string, args []string) int {
-	// Pdeathsig goes with the thread that started the child.
-	runtime.LockOSThread()
-	own := ownPeakRSS()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envRSSWrap+"=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	// If the test kills the wrapper, the pull goes with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	switch {
-	case errors.As(err, &exitErr):
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "rss wrapper: %v\n", err)
-		return 125
-	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if err := os.WriteFile(out, fmt.Appendf(nil, "%d %d", ru.Maxrss*1024, own), 0o644); err != nil { // Maxrss is in KiB
-		fmt.Fprintf(os.Stderr, "rss wrapper: %v\n", err)
-		return 125
-	}
-	return cmd.ProcessState.ExitCode()
-}
-
-// ownPeakRSS is this process's VmHWM in bytes: the high-water mark of its
-// own memory, unlike its rusage, which may count its parent's.
-func ownPeakRSS() int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kib * 1024
-		}
-	}
-	return 0
-}
-
 // pullPeakRSS runs `ocisync pull --layout versioned` of ref into root as a
-// process of its own, through the wrapper of init, and returns its peak
-// resident set and the digest it printed. The peak is never below floor,
-// the wrapper's own peak.
-func pullPeakRSS(t testing.TB, ref, root string) (peak, floor int64, digest string) {
+// process of its own, through wrapper (registrytest.BuildRSSWrapper), and
+// returns its peak resident set, the wrapper's own (the peak is never
+// below it) and the digest it printed.
+func pullPeakRSS(t testing.TB, wrapper, ref, root string) (peak, floor int64, digest string) {
 	t.Helper()
 	bin := registrytest.BinaryFromEnv(t, registrytest.EnvOcisync)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatalf("finding the test binary: %v", err)
-	}
-	home := t.TempDir()
-	out := filepath.Join(home, "rss")
-	ctx, cancel := context.WithTimeout(context.Background(), bigPullTimeout)
-	defer cancel()
-	args := append(append([]string{"pull", "--layout", "versioned"}, plainReg.OcisyncFlags("")...), ref, root)
-	cmd := exec.CommandContext(ctx, self, append([]string{bin}, args...)...)
-	// As the registrytest runner does: no configuration of the machine's.
-	cmd.Env = []string{envRSSWrap + "=" + out, "PATH=" + os.Getenv("PATH"), "HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker"), "TMPDIR=" + home}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ocisync %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatalf("reading the peak RSS the wrapper wrote: %v", err)
-	}
-	if _, err := fmt.Sscan(string(data), &peak, &floor); err != nil {
-		t.Fatalf("parsing the peak RSS %q: %v", data, err)
-	}
-	lines := strings.Fields(stdout.String())
+	args := append(append([]string{bin, "pull", "--layout", "versioned"}, plainReg.OcisyncFlags("")...), ref, root)
+	m := registrytest.RunPeakRSS(t, wrapper, bigPullTimeout, args...)
+	lines := strings.Fields(m.Stdout)
 	if len(lines) == 0 {
 		t.Fatalf("ocisync pull printed nothing on stdout")
 	}
-	return peak, floor, lines[len(lines)-1]
+	return m.Peak, m.Floor, lines[len(lines)-1]
 }
 
 // TestVolumePullPeakMemory pulls a 200 MiB and a 4 MiB artifact of the
@@ -211,11 +116,12 @@ func TestVolumePullPeakMemory(t *testing.T) {
 		t.Skip("pushes and pulls 200 MiB")
 	}
 	t.Parallel()
+	wrapper := registrytest.BuildRSSWrapper(t)
 	peaks := map[int64]int64{}
 	for i, total := range []int64{4 * mib, 200 * mib} {
 		src, ref, digest := pushSized(t, total, uint64(i)+1)
 		root := filepath.Join(t.TempDir(), "volume")
-		peak, floor, got := pullPeakRSS(t, ref, root)
+		peak, floor, got := pullPeakRSS(t, wrapper, ref, root)
 		if got != digest {
 			t.Fatalf("pull of %d MiB printed digest %q last, want %s", total>>20, got, digest)
 		}
@@ -235,6 +141,7 @@ func TestVolumePullPeakMemory(t *testing.T) {
 // BenchmarkVolumePullPeakRSS reports the peak resident set of a versioned
 // pull of 20 and 200 MiB; the two should be about equal.
 func BenchmarkVolumePullPeakRSS(b *testing.B) {
+	wrapper := registrytest.BuildRSSWrapper(b)
 	for i, total := range []int64{20 * mib, 200 * mib} {
 		b.Run(fmt.Sprintf("%dMiB", total>>20), func(b *testing.B) {
 			_, ref, _ := pushSized(b, total, uint64(i)+100)
@@ -244,7 +151,7 @@ func BenchmarkVolumePullPeakRSS(b *testing.B) {
 			for b.Loop() {
 				n++
 				root := filepath.Join(dir, fmt.Sprint(n))
-				p, _, _ := pullPeakRSS(b, ref, root)
+				p, _, _ := pullPeakRSS(b, wrapper, ref, root)
 				peak = max(peak, p)
 				// Keep disk use to one copy at a time.
 				b.StopTimer()
