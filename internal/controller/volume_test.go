@@ -342,25 +342,29 @@ func waitJobWithin(ns string, dgst digest.Digest, timeout time.Duration) *batchv
 // succeeded.
 func completeJob(job *batchv1.Job) {
 	GinkgoHelper()
-	Eventually(func() error {
-		j := &batchv1.Job{}
-		if err := k8sClient.Get(bg, client.ObjectKeyFromObject(job), j); err != nil {
-			return err
-		}
-		now := metav1.Now()
-		start := metav1.NewTime(now.Add(-time.Second))
-		j.Status.StartTime = &start
-		j.Status.CompletionTime = &now
-		j.Status.Succeeded = 1
-		j.Status.Conditions = append(j.Status.Conditions,
+	setJobStatus(job, func(st *batchv1.JobStatus, now metav1.Time) {
+		st.CompletionTime = &now
+		st.Succeeded = 1
+		st.Conditions = append(st.Conditions,
 			batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now, LastProbeTime: now},
 			batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now, LastProbeTime: now})
-		return k8sClient.Status().Update(bg, j)
-	}).Should(Succeed())
+	})
 }
 
 // failJob sets the status the Job controller gives a failed Job.
 func failJob(job *batchv1.Job, reason, message string) {
+	GinkgoHelper()
+	setJobStatus(job, func(st *batchv1.JobStatus, now metav1.Time) {
+		st.Failed = 3
+		st.Conditions = append(st.Conditions,
+			batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastTransitionTime: now, LastProbeTime: now},
+			batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastTransitionTime: now, LastProbeTime: now})
+	})
+}
+
+// setJobStatus writes the status of a Job that started a second ago and
+// finished now, as finish describes, retrying on conflicts.
+func setJobStatus(job *batchv1.Job, finish func(st *batchv1.JobStatus, now metav1.Time)) {
 	GinkgoHelper()
 	Eventually(func() error {
 		j := &batchv1.Job{}
@@ -370,10 +374,7 @@ func failJob(job *batchv1.Job, reason, message string) {
 		now := metav1.Now()
 		start := metav1.NewTime(now.Add(-time.Second))
 		j.Status.StartTime = &start
-		j.Status.Failed = 3
-		j.Status.Conditions = append(j.Status.Conditions,
-			batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastTransitionTime: now, LastProbeTime: now},
-			batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastTransitionTime: now, LastProbeTime: now})
+		finish(&j.Status, now)
 		return k8sClient.Status().Update(bg, j)
 	}).Should(Succeed())
 }
