@@ -24,7 +24,7 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 	mediaType := fs.String("media-type", "", "pull only layers of this media type (default: every layer with a title)")
 	platform := fs.String("platform", "", "os/arch[/variant] to pick from an image index (default: its only entry)")
 	layout := fs.String("layout", layoutPlain, "how DIR is written: \""+layoutPlain+"\" puts the files in DIR; \""+layoutVersioned+"\" treats DIR as a volume root, writes each version to DIR/.ocisync/<digest-hex>/ (<digest-hex>-<options-hash>/ with --media-type, --platform or --extract), atomically points the symlink DIR/current at it and keeps only the previous version besides; pulls into one DIR wait for each other")
-	extract := fs.Bool("extract", false, "also unpack tar and tar+gzip layers that lack ORAS's unpack annotation, into a folder named by their title")
+	extract := fs.Bool("extract", false, "also unpack layers whose media type says tar and whose content is a tar or tar+gzip archive, into a folder named by their title; other layers, such as files ORAS pushed under its default tar media type, are written as files")
 	maxSize := fs.Int64("max-size", 0, "refuse the artifact when its selected layers hold more than `BYTES` in all, before downloading any (default 0: no limit)")
 	maxUnpacked := fs.Int64("max-unpacked-size", 0, "most `BYTES` one folder layer may unpack to (default 0: "+strconv.FormatInt(oci.DefaultMaxUnpackedBytes, 10)+")")
 	fs.Usage = func() {

@@ -29,8 +29,9 @@ type PullOptions struct {
 	// MaxUnpackedBytes bounds each directory layer's extracted size; 0
 	// means DefaultMaxUnpackedBytes.
 	MaxUnpackedBytes int64
-	// Extract also unpacks plain tar and tar+gzip layers that lack ORAS's
-	// unpack annotation, under their title.
+	// Extract also unpacks layers whose media type says tar and whose
+	// content is a tar or tar+gzip archive into a folder named by their
+	// title; other layers stay files (see decideLayer).
 	Extract bool
 }
 
@@ -123,7 +124,8 @@ type PullResult struct {
 }
 
 // PullToDir writes the selected layers of ref into dir, each under its
-// title; directory layers (AnnotationUnpack) are extracted. Everything is
+// title; directory layers (AnnotationUnpack) are extracted, and with
+// opts.Extract tar archives too (see decideLayer). Everything is
 // downloaded and verified into a temporary folder beside dir first and
 // moved into place only when all of it succeeded, so on failure dir is as
 // it was.
@@ -207,32 +209,12 @@ func (r *Repository) writeLayers(ctx context.Context, layers []ocispec.Descripto
 		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 			return nil, fmt.Errorf("creating folder for %s: %w", name, err)
 		}
-		// ORAS's annotation marks a directory whose entries carry the title
-		// as prefix; Extract also unpacks other tar layers, whose entries
-		// are relative to the title's folder.
-		unpack := l.Annotations[AnnotationUnpack] == "true"
-		extract := !unpack && opts.Extract && isTarMediaType(l.MediaType)
-		if unpack || extract {
-			limit := opts.MaxUnpackedBytes
-			if limit <= 0 {
-				limit = DefaultMaxUnpackedBytes
-			}
-			if unpack {
-				err = unpackDirectory(blobPath, dest, name, l.Annotations[AnnotationContentDigest], limit)
-			} else {
-				err = extractTarLayer(blobPath, dest, limit)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: unpacking layer %s (%s): %w", r, l.Digest, name, err)
-			}
-			_ = os.Remove(blobPath)
-			items = append(items, pulledItem{name: name, isDir: true})
-			continue
+		isDir, err := placeLayer(blobPath, dest, name, l, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: writing layer %s (%s): %w", r, l.Digest, name, err)
 		}
-		if err := os.Rename(blobPath, dest); err != nil {
-			return nil, fmt.Errorf("placing %s: %w", name, err)
-		}
-		items = append(items, pulledItem{name: name})
+		_ = os.Remove(blobPath) // unpacked; a file was renamed away already
+		items = append(items, pulledItem{name: name, isDir: isDir})
 	}
 	return items, nil
 }

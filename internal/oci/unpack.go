@@ -2,8 +2,6 @@ package oci
 
 import (
 	"archive/tar"
-	"bufio"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -20,52 +18,15 @@ import (
 // of millions of empty files would exhaust inodes within any byte limit.
 var maxUnpackEntries = 100000
 
-// isTarMediaType reports whether a layer of mediaType is a tar archive,
-// plain or gzip-compressed, that PullOptions.Extract unpacks. The content
-// is sniffed when unpacking, so this only decides which layers to try.
-func isTarMediaType(mediaType string) bool {
-	mt, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(mediaType)), ";")
-	mt = strings.TrimSpace(mt)
-	for _, suffix := range []string{"+gzip", ".gzip", ".gz"} {
-		if s, ok := strings.CutSuffix(mt, suffix); ok {
-			mt = s
-			break
-		}
-	}
-	// Covers the OCI and Docker layer types (…v1.tar, …diff.tar), Flux's
-	// …content.v1.tar, and generic application/x-tar.
-	return strings.HasSuffix(mt, ".tar") || strings.HasSuffix(mt, "+tar") ||
-		mt == "application/tar" || mt == "application/x-tar"
-}
-
-// unpackDirectory extracts the tar or tar+gzip at blobPath, a directory
-// layer titled name, into dest. ORAS writes its entries as name/..., so
-// every entry must be name or below it; anything that would land outside
-// dest — by path, symlink or hard link — is refused, as are more than limit
-// bytes of content. When tarDigest is set, the uncompressed tar must match
-// it.
-func unpackDirectory(blobPath, dest, name, tarDigest string, limit int64) error {
-	var want digest.Digest
-	if tarDigest != "" {
-		var err error
-		if want, err = digest.Parse(tarDigest); err != nil {
-			return fmt.Errorf("annotation %s is not a valid digest: %w", AnnotationContentDigest, err)
-		}
-	}
-	return unpackArchive(blobPath, dest, filepath.ToSlash(name), want, limit)
-}
-
-// extractTarLayer extracts the tar or tar+gzip at blobPath into dest, with
-// entries relative to dest (a leading "./" is fine), as Flux does for
-// layers without ORAS's annotations. The same refusals and limits as
-// unpackDirectory apply.
-func extractTarLayer(blobPath, dest string, limit int64) error {
-	return unpackArchive(blobPath, dest, "", "", limit)
-}
-
-// unpackArchive does the work of both: prefix is the folder every entry
-// must be in ("" for none).
-func unpackArchive(blobPath, dest, prefix string, want digest.Digest, limit int64) (err error) {
+// unpackArchive extracts the tar stream r into dest with the hardened
+// rules: prefix is the folder every entry must be in (the title, for an
+// ORAS directory, whose entries are written as title/...), or "" when
+// entries are relative to dest (a leading "./" is fine), as Flux writes
+// them. Anything that would land outside dest, by path, symlink or hard
+// link, is refused, as are device files, more than limit bytes of content
+// and more than maxUnpackEntries entries. When want is set, the tar must
+// match it.
+func unpackArchive(r io.Reader, dest, prefix string, want digest.Digest, limit int64) (err error) {
 	// A refused archive may have left links that lead out: remove what
 	// this call made, so no caller can trip over it.
 	if _, statErr := os.Lstat(dest); errors.Is(statErr, fs.ErrNotExist) {
@@ -75,25 +36,7 @@ func unpackArchive(blobPath, dest, prefix string, want digest.Digest, limit int6
 			}
 		}()
 	}
-	f, err := os.Open(blobPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-
-	// Sniff rather than trust the media type: ORAS and Flux both publish
-	// tar+gzip, but plain tar layers exist too.
-	br := bufio.NewReader(f)
-	var stream io.Reader = br
-	compressed := false
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		gz, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("layer is not valid gzip: %w", err)
-		}
-		defer gz.Close()
-		stream, compressed = gz, true
-	}
+	stream := r
 	var verifier digest.Verifier
 	if want != "" {
 		verifier = want.Verifier()
@@ -121,9 +64,6 @@ func unpackArchive(blobPath, dest, prefix string, want digest.Digest, limit int6
 			return fmt.Errorf("the directory has more than %d entries: %w", maxUnpackEntries, ErrTooLarge)
 		}
 		if err != nil {
-			if entries == 0 && !compressed {
-				return fmt.Errorf("layer is neither gzip-compressed nor a tar archive: %w", err)
-			}
 			return fmt.Errorf("reading tar: %w", err)
 		}
 		if err := u.extract(hdr, tr); err != nil {

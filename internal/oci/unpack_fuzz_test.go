@@ -10,8 +10,10 @@ import (
 )
 
 // FuzzUnpack feeds arbitrary bytes (seeded with hostile archives, plain and
-// gzip) to both unpack rules and checks that nothing is ever made outside
-// the target and no symlink left on disk leads out of it.
+// gzip) through placeLayer under both unpack rules (an ORAS directory, and
+// a tar layer with Extract, which becomes a file when it is no tar) and
+// checks that nothing is ever made outside the target and no symlink left
+// on disk leads out of it.
 func FuzzUnpack(f *testing.F) {
 	reg := func(name, body string) rawEntry { return rawEntry{name: name, typ: tar.TypeReg, body: body} }
 	sym := func(name, target string) rawEntry {
@@ -55,13 +57,11 @@ func FuzzUnpack(f *testing.F) {
 			t.Fatal(err)
 		}
 		out := filepath.Join(parent, "out")
-		var err error
+		prefix := ""
 		if oras {
-			err = unpackDirectory(blob, out, "d", "", 1<<20)
-		} else {
-			err = extractTarLayer(blob, out, 1<<20)
+			prefix = "d"
 		}
-		if err != nil {
+		if err := unpackBlob(blob, out, prefix, 1<<20); err != nil {
 			// A refusal removes what it made.
 			if _, statErr := os.Lstat(out); statErr == nil {
 				t.Fatalf("unpack failed (%v) but left %s", err, out)

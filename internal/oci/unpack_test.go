@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -94,13 +95,22 @@ func unpackBox(t *testing.T, archive []byte, prefix string, limit int64) (string
 	}
 	before := snapshot(t, parent)
 	out := filepath.Join(parent, "out")
-	var err error
+	return out, before, unpackBlob(blob, out, prefix, limit)
+}
+
+// unpackBlob writes the blob file to out through placeLayer, as a pull
+// would: with prefix set, as an ORAS directory titled prefix; with "", as
+// a tar layer pulled with Extract (which is written as a file when its
+// content is no tar).
+func unpackBlob(blob, out, prefix string, limit int64) error {
+	l := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Annotations: map[string]string{AnnotationTitle: "out"}}
+	name := "out"
 	if prefix != "" {
-		err = unpackDirectory(blob, out, prefix, "", limit)
-	} else {
-		err = extractTarLayer(blob, out, limit)
+		l.Annotations = map[string]string{AnnotationTitle: prefix, AnnotationUnpack: "true"}
+		name = filepath.FromSlash(prefix)
 	}
-	return out, before, err
+	_, err := placeLayer(blob, out, name, l, PullOptions{Extract: prefix == "", MaxUnpackedBytes: limit})
+	return err
 }
 
 // TestUnpackHardening runs hostile and awkward archives through both rules
@@ -326,25 +336,38 @@ func TestPullExtract(t *testing.T) {
 	}
 }
 
-// TestPullExtractRefusalLeavesDirAlone pulls hostile tar layers with
-// Extract into an existing DIR: each is refused and nothing changes in or
-// around DIR.
+// TestPullExtractRefusalLeavesDirAlone pulls hostile or broken tar layers
+// with Extract into an existing DIR: each is refused and nothing changes
+// in or around DIR. Content that is no tar at all is written as a file
+// (TestPullMixedArtifact), unless ORAS's annotation says folder.
 func TestPullExtractRefusalLeavesDirAlone(t *testing.T) {
 	tests := []struct {
 		name    string
 		blob    []byte
+		folder  bool // annotated as an ORAS directory
 		wantErr error
 		errHas  string
 	}{
 		{name: "gzip bomb", blob: buildTar(t, true, rawEntry{name: "a", typ: tar.TypeReg, body: "ok"}, rawEntry{name: "bomb", typ: tar.TypeReg, body: string(make([]byte, 4<<20))}), wantErr: ErrTooLarge},
 		{name: "escape", blob: buildTar(t, false, rawEntry{name: "../a.txt", typ: tar.TypeReg, body: "evil"}), errHas: "outside"},
 		{name: "device", blob: buildTar(t, true, rawEntry{name: "dev", typ: tar.TypeChar}), wantErr: ErrUnsupported},
-		{name: "not a tar", blob: []byte("not a tar at all"), errHas: "neither gzip-compressed nor a tar"},
+		// The sniffed header is right, the rest is not: a tar cut short,
+		// and one whose second header is garbage.
+		{name: "gzip tar cut short", blob: cutGzipTar(t), wantErr: io.ErrUnexpectedEOF},
+		{name: "corrupt second header", blob: append(buildTar(t, false, rawEntry{name: "a", typ: tar.TypeReg, body: "ok"})[:1024], bytes.Repeat([]byte("x"), 1024)...), errHas: "reading tar"},
+		// ORAS's annotation says folder: content that is no tar is an
+		// error, not a file.
+		{name: "folder that is not a tar", blob: []byte("not a tar at all"), folder: true, errHas: "marked as a folder"},
+		{name: "folder that is gzip of text", blob: gzipBytes(t, []byte("not a tar at all")), folder: true, errHas: "gzip-compressed but holds no tar"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeRegistry(t)
-			f.pushArtifact(t, testRepo, "v1", []ocispec.Descriptor{layerDesc(ocispec.MediaTypeImageLayerGzip, "site", tt.blob)}, [][]byte{tt.blob})
+			l := layerDesc(ocispec.MediaTypeImageLayerGzip, "site", tt.blob)
+			if tt.folder {
+				l.Annotations[AnnotationUnpack] = "true"
+			}
+			f.pushArtifact(t, testRepo, "v1", []ocispec.Descriptor{l}, [][]byte{tt.blob})
 			parent := t.TempDir()
 			out := filepath.Join(parent, "out")
 			existingDir(t, out)
