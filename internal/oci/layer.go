@@ -81,7 +81,8 @@ func decideLayer(l ocispec.Descriptor, extract bool, content io.Reader) (layerKi
 		return 0, nil, fmt.Errorf("layer %s (%s) has no title (%s) to name the file or folder it would become; push it with a title, as oras push and ocisync push do, or select other layers by media type", l.Digest, l.MediaType, AnnotationTitle)
 	}
 	folder := l.Annotations[AnnotationUnpack] == "true"
-	if !folder && !(extract && isTarMediaType(l.MediaType)) {
+	mayBeArchive := extract && isTarMediaType(l.MediaType)
+	if !folder && !mayBeArchive {
 		return layerFile, nil, nil
 	}
 	s, found, why := sniffTar(bufio.NewReader(content))
