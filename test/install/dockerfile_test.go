@@ -2,17 +2,24 @@ package install
 
 import (
 	"bufio"
+	"bytes"
 	"debug/elf"
 	"encoding/json"
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocisync/ocisync/hack/ociimage"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -66,46 +73,324 @@ func finalStage(ins []instruction) []instruction {
 	return ins[last:]
 }
 
-// TestDockerfileImage checks the image the Dockerfile describes, without a
-// container engine: a distroless static base, a numeric non-root USER (the
-// kubelet can only enforce runAsNonRoot for a numeric one), and the binary
-// where the entrypoint and the install bundle's Deployment expect it.
+// TestDockerfileImage checks, without a container engine, that the
+// Dockerfile and make image describe the same image: the same files with
+// the same types, modes and owners, the same passwd and group, a numeric
+// non-root USER (the kubelet can only enforce runAsNonRoot for a numeric
+// one), the same entrypoint, environment and working folder, and the
+// binary where the install bundle's Deployment expects it. The Dockerfile
+// side is read from its instructions (see dockerfileImage); the make image
+// side is the layout hack/image writes, with stand-ins for the binaries and
+// the CA certificates.
 func TestDockerfileImage(t *testing.T) {
-	final := finalStage(parseDockerfile(t, filepath.Join(repoRoot(t), "Dockerfile")))
-	if !strings.Contains(final[0].args, "distroless/static") || !strings.HasSuffix(final[0].args, ":nonroot") {
-		t.Errorf("final stage FROM %s; want gcr.io/distroless/static:nonroot: the binary is static and needs no more", final[0].args)
-	}
-	var user, entrypoint, copied string
-	for _, in := range final {
-		switch in.cmd {
-		case "USER":
-			user = in.args
-		case "ENTRYPOINT":
-			var argv []string
-			if err := json.Unmarshal([]byte(in.args), &argv); err != nil || len(argv) == 0 {
-				t.Errorf("ENTRYPOINT %s: want the exec form, a JSON array", in.args)
-				continue
-			}
-			entrypoint = argv[0]
-		case "COPY":
-			if f := strings.Fields(in.args); len(f) == 3 && strings.HasPrefix(f[0], "--from=") {
-				copied = f[2]
-			}
-		}
-	}
-	uid, gid, _ := strings.Cut(user, ":")
+	root := repoRoot(t)
+	df := dockerfileImage(t, parseDockerfile(t, filepath.Join(root, "Dockerfile")))
+
+	uid, gid, _ := strings.Cut(df.user, ":")
 	for _, id := range []string{uid, gid} {
 		if n, err := strconv.Atoi(id); err != nil || n == 0 {
-			t.Errorf("USER %q: want numeric non-root ids, uid:gid such as 65532:65532", user)
+			t.Errorf("Dockerfile USER %q: want numeric non-root ids, uid:gid such as 65532:65532", df.user)
 			break
 		}
 	}
-	if entrypoint == "" || entrypoint != copied {
-		t.Errorf("ENTRYPOINT runs %q, the binary is copied to %q: they must be the same path", entrypoint, copied)
+	if len(df.entrypoint) == 0 {
+		t.Fatalf("the Dockerfile has no ENTRYPOINT in the exec form")
+	}
+	if f, ok := df.files[df.entrypoint[0]]; !ok || !f.mode.IsRegular() || f.mode&0o111 == 0 {
+		t.Errorf("ENTRYPOINT runs %s, which the Dockerfile does not copy as an executable file (%v)", df.entrypoint[0], f.mode)
 	}
 	dep := deploymentOf(t, decodeObjects(t, buildInstaller(t, "example.com/ocisync:v0")))
-	if cmd := managerContainer(t, dep).Command; len(cmd) == 0 || cmd[0] != entrypoint {
-		t.Errorf("the Deployment's manager runs %v; the image's binary is %s", cmd, entrypoint)
+	if cmd := managerContainer(t, dep).Command; len(cmd) == 0 || cmd[0] != df.entrypoint[0] {
+		t.Errorf("the Deployment's manager runs %v; the image's binary is %s", cmd, df.entrypoint[0])
+	}
+
+	// The files the Dockerfile copies from the build context must be in
+	// it: .dockerignore leaves out hack/ but for them.
+	ctx := filepath.Join(t.TempDir(), "context")
+	copyContext(t, root, ctx, readDockerignore(t, filepath.Join(root, ".dockerignore")))
+	for _, src := range df.fromContext {
+		if _, err := os.Stat(filepath.Join(ctx, filepath.FromSlash(src))); err != nil {
+			t.Errorf("the Dockerfile copies %s from the build context, but .dockerignore leaves it out: %v", src, err)
+		}
+	}
+
+	_, _, imgs := makeImageLayout(t)
+	platforms := 0
+	for _, img := range imgs {
+		platforms++
+		t.Run(img.Platform(), func(t *testing.T) {
+			if img.User != df.user || !slices.Equal(img.Entrypoint, df.entrypoint) || len(img.Cmd) != 0 ||
+				!slices.Equal(img.Env, df.env) || img.WorkingDir != df.workdir {
+				t.Errorf("make image: User %q Entrypoint %q Cmd %q Env %q WorkingDir %q\nDockerfile: USER %q ENTRYPOINT %q no CMD, ENV %q WORKDIR %q",
+					img.User, img.Entrypoint, img.Cmd, img.Env, img.WorkingDir, df.user, df.entrypoint, df.env, df.workdir)
+			}
+			got := map[string]imageFile{}
+			for _, f := range img.Files {
+				got[f.Path] = imageFile{mode: f.Mode, uid: f.UID, gid: f.GID}
+				if src, ok := df.contextFiles[f.Path]; ok {
+					want, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(src)))
+					if err != nil || !bytes.Equal(f.Data, want) {
+						t.Errorf("make image's %s differs from %s, which the Dockerfile copies (%v)", f.Path, src, err)
+					}
+				}
+			}
+			for p, want := range df.files {
+				if g, ok := got[p]; !ok {
+					t.Errorf("the Dockerfile makes %s (%v %d:%d), make image does not", p, want.mode, want.uid, want.gid)
+				} else if g != want {
+					t.Errorf("%s: make image has %v %d:%d, the Dockerfile %v %d:%d", p, g.mode, g.uid, g.gid, want.mode, want.uid, want.gid)
+				}
+			}
+			for p, g := range got {
+				if _, ok := df.files[p]; !ok {
+					t.Errorf("make image writes %s (%v %d:%d), the Dockerfile does not", p, g.mode, g.uid, g.gid)
+				}
+			}
+		})
+	}
+	if platforms != 2 {
+		t.Errorf("make image wrote %d platforms, want 2 (linux/amd64 and linux/arm64)", platforms)
+	}
+}
+
+// makeImageLayout runs hack/image, the program make image runs, with small
+// stand-ins for the binaries it packs and the ca-certificates package, as
+// make image IMG=example.com/ocisync:v0 does, and returns the layout it
+// writes, the digest of the index tagged v0 and its images.
+func makeImageLayout(t *testing.T) (string, digest.Digest, []ociimage.Image) {
+	t.Helper()
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "build")
+	for _, p := range []string{"linux-amd64", "linux-arm64"} {
+		if err := os.MkdirAll(filepath.Join(bin, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bin, p, "ocisync"), []byte("binary for "+p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	certs := filepath.Join(tmp, "ca-certificates", "usr", "share", "ca-certificates", "mozilla")
+	if err := os.MkdirAll(certs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(certs, "Test_CA.crt"), []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "layout")
+	cmd := exec.Command("go", "run", "./hack/image", "-image", "example.com/ocisync:v0", "-out", out, "-bin", bin,
+		"-ca-certificates", filepath.Join(tmp, "ca-certificates"), "-platforms", "linux/amd64 linux/arm64")
+	cmd.Dir = repoRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go run ./hack/image: %v\n%s", err, b)
+	}
+	d, imgs, err := ociimage.ReadLayout(out, "v0")
+	if err != nil {
+		t.Fatalf("reading the layout hack/image wrote: %v", err)
+	}
+	return out, d, imgs
+}
+
+// imageFile is what the tests compare of a file in an image.
+type imageFile struct {
+	mode     fs.FileMode
+	uid, gid int
+}
+
+// dockerImage is the image a Dockerfile's final stage describes.
+type dockerImage struct {
+	user, workdir   string
+	entrypoint, env []string
+	files           map[string]imageFile
+	// contextFiles maps image paths copied from the build context to
+	// their repository paths; fromContext lists those sources.
+	contextFiles map[string]string
+	fromContext  []string
+}
+
+// dockerfileImage works out the files of the image a Dockerfile describes
+// by following its instructions, as far as this Dockerfile uses them: a
+// final stage FROM scratch; COPY from the build context (owner 0:0, mode
+// 644 or 755 as git keeps it); COPY --from=builder of the go build output
+// (root's, 755) or of a folder the builder assembles with mkdir -p, cp,
+// chmod and chown in a RUN (COPY --from keeps owners and modes). Anything
+// else fails the test, which then needs extending with the Dockerfile.
+func dockerfileImage(t *testing.T, ins []instruction) dockerImage {
+	t.Helper()
+	builder := map[string]imageFile{} // absolute paths in the builder stage
+	var workspace, buildOutput string
+	stage := ""
+	for _, in := range ins {
+		switch in.cmd {
+		case "FROM":
+			f := strings.Fields(in.args)
+			stage = ""
+			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
+				stage = f[2]
+			}
+		case "WORKDIR":
+			if stage == "builder" {
+				workspace = in.args
+			}
+		case "RUN":
+			if stage != "builder" {
+				continue
+			}
+			if m := regexp.MustCompile(`go build .*-o\s+(\S+)`).FindStringSubmatch(in.args); m != nil {
+				buildOutput = path.Join(workspace, m[1])
+				builder[buildOutput] = imageFile{mode: 0o755}
+				continue
+			}
+			if !strings.HasPrefix(in.args, "go ") { // go mod download
+				runShell(t, in.args, builder)
+			}
+		}
+	}
+
+	final := finalStage(ins)
+	if f := strings.Fields(final[0].args); len(f) == 0 || f[0] != "scratch" {
+		t.Fatalf("the final stage is FROM %s; this test expects FROM scratch, with every file of the image copied in", final[0].args)
+	}
+	img := dockerImage{files: map[string]imageFile{}, contextFiles: map[string]string{}}
+	add := func(p string, f imageFile) {
+		img.files[p] = f
+		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+			if _, ok := img.files[d]; !ok {
+				img.files[d] = imageFile{mode: fs.ModeDir | 0o755} // as COPY creates missing folders
+			}
+		}
+	}
+	for _, in := range final[1:] {
+		switch in.cmd {
+		case "COPY":
+			args := strings.Fields(in.args)
+			from := ""
+			for len(args) > 0 && strings.HasPrefix(args[0], "--") {
+				v, ok := strings.CutPrefix(args[0], "--from=")
+				if !ok {
+					t.Fatalf("COPY %s: this test does not know the flag %s; extend dockerfileImage", in.args, args[0])
+				}
+				from, args = v, args[1:]
+			}
+			if len(args) < 2 {
+				t.Fatalf("COPY %s: want sources and a destination", in.args)
+			}
+			srcs, dst := args[:len(args)-1], args[len(args)-1]
+			if len(srcs) > 1 && !strings.HasSuffix(dst, "/") {
+				t.Fatalf("COPY %s: several sources need a destination folder ending in /", in.args)
+			}
+			for _, src := range srcs {
+				target := dst
+				if strings.HasSuffix(dst, "/") && !strings.HasSuffix(src, "/") {
+					target = path.Join(dst, path.Base(src))
+				}
+				switch {
+				case from == "":
+					info, err := os.Stat(filepath.Join(repoRoot(t), filepath.FromSlash(src)))
+					if err != nil || !info.Mode().IsRegular() {
+						t.Fatalf("COPY %s: %s is not a file of the repository (%v); this test handles files only", in.args, src, err)
+					}
+					mode := fs.FileMode(0o644)
+					if info.Mode()&0o111 != 0 {
+						mode = 0o755
+					}
+					add(target, imageFile{mode: mode})
+					img.contextFiles[target] = src
+					img.fromContext = append(img.fromContext, src)
+				case from == "builder" && strings.HasSuffix(src, "/"):
+					// A folder: what it holds goes into dst.
+					prefix := strings.TrimSuffix(src, "/")
+					for p, f := range builder {
+						if rel, ok := strings.CutPrefix(p, prefix+"/"); ok {
+							add(path.Join(dst, rel), f)
+						}
+					}
+				case from == "builder":
+					f, ok := builder[src]
+					if !ok || f.mode.IsDir() {
+						t.Fatalf("COPY %s: the builder stage makes no file %s this test knows of", in.args, src)
+					}
+					add(target, f)
+				default:
+					t.Fatalf("COPY %s: --from=%s is not the builder stage; extend dockerfileImage", in.args, from)
+				}
+			}
+		case "USER":
+			img.user = in.args
+		case "WORKDIR":
+			img.workdir = in.args
+		case "ENV":
+			for _, kv := range strings.Fields(in.args) {
+				if !strings.Contains(kv, "=") {
+					t.Fatalf("ENV %s: this test reads only KEY=VALUE pairs without spaces", in.args)
+				}
+				img.env = append(img.env, kv)
+			}
+		case "ENTRYPOINT":
+			if err := json.Unmarshal([]byte(in.args), &img.entrypoint); err != nil {
+				t.Fatalf("ENTRYPOINT %s: want the exec form, a JSON array", in.args)
+			}
+		default:
+			t.Fatalf("the final stage has %s %s, which this test does not know; extend dockerfileImage", in.cmd, in.args)
+		}
+	}
+	return img
+}
+
+// runShell applies a RUN line of commands joined by && (mkdir -p, cp,
+// chmod, chown) to files, the builder stage's files that tests follow.
+// New folders are root's, 755; copied files root's, 644.
+func runShell(t *testing.T, line string, files map[string]imageFile) {
+	t.Helper()
+	for _, c := range strings.Split(line, "&&") {
+		f := strings.Fields(c)
+		if len(f) < 2 {
+			t.Fatalf("RUN %s: cannot follow %q; extend runShell", line, c)
+		}
+		switch {
+		case f[0] == "mkdir" && f[1] == "-p":
+			for _, p := range f[2:] {
+				for d := p; d != "/"; d = path.Dir(d) {
+					if _, ok := files[d]; !ok {
+						files[d] = imageFile{mode: fs.ModeDir | 0o755}
+					}
+				}
+			}
+		case f[0] == "cp" && len(f) == 3:
+			files[f[2]] = imageFile{mode: 0o644}
+		case f[0] == "chmod":
+			n, err := strconv.ParseUint(f[1], 8, 32)
+			if err != nil {
+				t.Fatalf("RUN %s: chmod %s: want an octal mode", line, f[1])
+			}
+			for _, p := range f[2:] {
+				e, ok := files[p]
+				if !ok {
+					t.Fatalf("RUN %s: chmod of %s, which does not exist yet", line, p)
+				}
+				e.mode = e.mode.Type() | fs.FileMode(n&0o777)
+				if n&0o1000 != 0 {
+					e.mode |= fs.ModeSticky
+				}
+				files[p] = e
+			}
+		case f[0] == "chown":
+			u, g, _ := strings.Cut(f[1], ":")
+			uid, err1 := strconv.Atoi(u)
+			gid, err2 := strconv.Atoi(g)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("RUN %s: chown %s: want numeric uid:gid", line, f[1])
+			}
+			for _, p := range f[2:] {
+				e, ok := files[p]
+				if !ok {
+					t.Fatalf("RUN %s: chown of %s, which does not exist yet", line, p)
+				}
+				e.uid, e.gid = uid, gid
+				files[p] = e
+			}
+		default:
+			t.Fatalf("RUN %s: cannot follow %q; extend runShell", line, c)
+		}
 	}
 }
 
@@ -165,31 +450,76 @@ func TestDockerfileBuildsStaticBinary(t *testing.T) {
 	}
 }
 
-// readDockerignore returns the patterns of a .dockerignore file.
-func readDockerignore(t *testing.T, path string) []*regexp.Regexp {
+// ignoreRule is one line of a .dockerignore file.
+type ignoreRule struct {
+	pattern string // cleaned, without the "!"
+	re      *regexp.Regexp
+	except  bool // a "!" line: what it matches is sent after all
+}
+
+// readDockerignore returns the rules of a .dockerignore file.
+func readDockerignore(t *testing.T, file string) []ignoreRule {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatalf("reading .dockerignore: %v", err)
 	}
-	var out []*regexp.Regexp
+	var out []ignoreRule
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if strings.HasPrefix(line, "!") {
-			t.Fatalf(".dockerignore: exceptions (%s) are not supported by this test; extend readDockerignore", line)
-		}
-		out = append(out, dockerignorePattern(line))
+		p, except := strings.CutPrefix(line, "!")
+		out = append(out, ignoreRule{
+			pattern: strings.Trim(filepath.ToSlash(filepath.Clean(p)), "/"),
+			re:      dockerignorePattern(p),
+			except:  except,
+		})
 	}
 	return out
+}
+
+// ignored reports whether Docker leaves the path rel out of the context:
+// the last rule that matches rel, or a folder holding it, decides.
+func ignored(rules []ignoreRule, rel string) bool {
+	out := false
+	for _, r := range rules {
+		for p := rel; ; {
+			if r.re.MatchString(p) {
+				out = !r.except
+				break
+			}
+			i := strings.LastIndex(p, "/")
+			if i < 0 {
+				break
+			}
+			p = p[:i]
+		}
+	}
+	return out
+}
+
+// exceptionBelow reports whether an exception could match something in
+// the folder rel, so that Docker has to look into it although it is
+// ignored.
+func exceptionBelow(rules []ignoreRule, rel string) bool {
+	for _, r := range rules {
+		literal := r.pattern
+		if i := strings.IndexAny(literal, "*?["); i >= 0 {
+			literal = literal[:i]
+		}
+		if r.except && (strings.HasPrefix(literal, rel+"/") || strings.HasPrefix(rel+"/", literal)) {
+			return true
+		}
+	}
+	return false
 }
 
 // dockerignorePattern turns a .dockerignore pattern into a regexp over
 // slash-separated paths relative to the context, as Docker matches them:
 // '*' and '?' within one path element, '**' across any number of them. A
-// pattern that matches a folder excludes everything in it.
+// pattern that matches a folder matches everything in it (see ignored).
 func dockerignorePattern(p string) *regexp.Regexp {
 	p = strings.Trim(filepath.ToSlash(filepath.Clean(p)), "/")
 	var re strings.Builder
@@ -214,9 +544,9 @@ func dockerignorePattern(p string) *regexp.Regexp {
 	return regexp.MustCompile(re.String())
 }
 
-// copyContext copies the files of src that patterns do not exclude into
-// dst, as Docker sends the build context.
-func copyContext(t *testing.T, src, dst string, patterns []*regexp.Regexp) {
+// copyContext copies the files of src that the rules do not leave out
+// into dst, as Docker sends the build context.
+func copyContext(t *testing.T, src, dst string, rules []ignoreRule) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -227,15 +557,11 @@ func copyContext(t *testing.T, src, dst string, patterns []*regexp.Regexp) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		if rel != "." {
-			for _, re := range patterns {
-				if re.MatchString(rel) {
-					if d.IsDir() {
-						return filepath.SkipDir
-					}
-					return nil
-				}
+		if rel != "." && ignored(rules, rel) {
+			if d.IsDir() && !exceptionBelow(rules, rel) {
+				return filepath.SkipDir
 			}
+			return nil
 		}
 		target := filepath.Join(dst, filepath.FromSlash(rel))
 		switch {
@@ -244,6 +570,10 @@ func copyContext(t *testing.T, src, dst string, patterns []*regexp.Regexp) {
 		case d.Type().IsRegular():
 			data, err := os.ReadFile(p)
 			if err != nil {
+				return err
+			}
+			// The folder may be ignored itself, with this file an exception.
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return err
 			}
 			return os.WriteFile(target, data, 0o644)
@@ -280,5 +610,33 @@ func TestDockerignorePattern(t *testing.T) {
 				t.Errorf("%q should not exclude %q", tt.pattern, p)
 			}
 		}
+	}
+}
+
+// TestDockerignoreExceptions checks that a "!" line sends what it matches
+// inside an ignored folder, and only that.
+func TestDockerignoreExceptions(t *testing.T) {
+	dir := t.TempDir()
+	ignore := filepath.Join(dir, ".dockerignore")
+	if err := os.WriteFile(ignore, []byte("hack/\n!hack/keep/\n**/*_test.go\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rules := readDockerignore(t, ignore)
+	for rel, want := range map[string]bool{
+		"hack":                 true,
+		"hack/x.sh":            true,
+		"hack/keep":            false,
+		"hack/keep/etc/passwd": false,
+		"hack/keep/a_test.go":  true,
+		"hack/keeper/x":        true,
+		"main.go":              false,
+	} {
+		if got := ignored(rules, rel); got != want {
+			t.Errorf("ignored(%q) = %v, want %v", rel, got, want)
+		}
+	}
+	if !exceptionBelow(rules, "hack") || exceptionBelow(rules, "docs") || !exceptionBelow(rules, "hack/keep") {
+		t.Errorf("exceptionBelow: hack %v, hack/keep %v, docs %v; want true, true, false",
+			exceptionBelow(rules, "hack"), exceptionBelow(rules, "hack/keep"), exceptionBelow(rules, "docs"))
 	}
 }
