@@ -87,15 +87,20 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 TEST_ENV = KUBEBUILDER_ASSETS="$(abspath $(ENVTEST_ASSETS))" \
 	OCISYNC_TEST_REGISTRY="$(abspath $(REGISTRY))" \
 	OCISYNC_TEST_ORAS="$(abspath $(ORAS))" \
-	OCISYNC_TEST_BIN="$(abspath $(LOCALBIN)/ocisync)"
+	OCISYNC_TEST_BIN="$(abspath $(LOCALBIN)/ocisync)" \
+	OCISYNC_TEST_IMAGE="$(abspath $(IMAGE_DIR))" \
+	$(CLUSTER_ENV)
 
 .PHONY: test-env
 test-env: ## Print the test environment as shell exports, for running go test by hand: eval "$$(make -s test-env)".
 	@for kv in $(TEST_ENV); do echo "export $$kv"; done
 
 .PHONY: test
-test: check lint test-tools build ## Check formatting, vet and lint, build the test tools once, then run every test (what CI runs).
-	$(TEST_ENV) go test $(RACE) $(GOTEST_FLAGS) ./...
+# The cluster suite (test/e2e-cluster) needs the node's binaries, the
+# manager image of make image and the cluster's own images; its package
+# takes a few minutes, hence the longer -timeout.
+test: check lint test-tools build image cluster-tools cluster-images ## Check formatting, vet and lint, build the test tools once, then run every test, the one-node cluster suite included (what CI runs; needs root).
+	$(TEST_ENV) go test $(RACE) -timeout 30m $(GOTEST_FLAGS) ./...
 
 .PHONY: test-unit
 test-unit: ## Run only the unit tests under internal/ (no tools needed; skips the envtest suite).
@@ -164,9 +169,66 @@ docker-build: ## Build the container image with the manager.
 docker-push: ## Push the container image with the manager.
 	$(CONTAINER_TOOL) push $(IMG)
 
+# make image: the manager image without Docker, as an OCI image layout
+# (hack/image, hack/ociimage) that oras cp --from-oci-layout pushes. The CA
+# bundle comes from Debian's ca-certificates package at this version
+# (apt-cache policy ca-certificates), fetched once into bin/.
+IMAGE_DIR ?= $(LOCALBIN)/image
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+CA_CERTIFICATES_VERSION ?= 20250419~deb12u2
+
+.PHONY: image
+# -s -w as in the Dockerfile; -buildvcs=false so that the binary depends
+# only on the source and VERSION, not on the state of .git.
+image: ## Write the manager image (IMAGE_PLATFORMS) as an OCI image layout into bin/image, tagged with the tag of IMG; no Docker needed.
+	hack/ca-certificates.sh "$(CA_CERTIFICATES_VERSION)" "$(LOCALBIN)/ca-certificates-$(CA_CERTIFICATES_VERSION)"
+	@for p in $(IMAGE_PLATFORMS); do \
+		echo "building ocisync for $$p"; \
+		CGO_ENABLED=0 GOOS=$${p%%/*} GOARCH=$${p#*/} go build -trimpath -buildvcs=false -ldflags "-s -w $(LDFLAGS)" \
+			-o "$(LOCALBIN)/image-build/$${p%%/*}-$${p#*/}/ocisync" . ; \
+	done
+	go run ./hack/image -image "$(IMG)" -out "$(IMAGE_DIR)" -bin "$(LOCALBIN)/image-build" \
+		-ca-certificates "$(LOCALBIN)/ca-certificates-$(CA_CERTIFICATES_VERSION)" -platforms "$(IMAGE_PLATFORMS)"
+
 .PHONY: build-installer
 build-installer: ## Write dist/install.yaml: CRDs, RBAC and the manager Deployment, with image IMG.
 	KUBECTL="$(KUBECTL)" hack/build-installer.sh "$(IMG)" dist/install.yaml
+
+##@ Test cluster
+
+# A real one-node cluster (hack/cluster.sh) in a network namespace of its
+# own; make cluster-up prints how to reach it. The cluster suite
+# (test/e2e-cluster) starts its own, with a fresh name and state folder.
+CLUSTER_STATE ?= $(LOCALBIN)/cluster
+CLUSTER_NAME ?= ocisync
+# The cluster's own images (pause, testtools), one OCI layout each.
+CLUSTER_IMAGES ?= $(LOCALBIN)/cluster-images
+# What hack/cluster.sh runs; absolute, as the tests read them too.
+CLUSTER_ENV = CLUSTER_ETCD="$(abspath $(ETCD))" CLUSTER_KUBE_APISERVER="$(abspath $(KUBE_APISERVER))" \
+	CLUSTER_KUBELET="$(abspath $(KUBELET))" CLUSTER_KUBE_CONTROLLER_MANAGER="$(abspath $(KUBE_CONTROLLER_MANAGER))" \
+	CLUSTER_KUBE_SCHEDULER="$(abspath $(KUBE_SCHEDULER))" CLUSTER_KUBE_PROXY="$(abspath $(KUBE_PROXY))" \
+	CLUSTER_KUBECTL="$(abspath $(CLUSTER_KUBECTL))" CLUSTER_CONTAINERD="$(abspath $(CONTAINERD))" \
+	CLUSTER_CONTAINERD_SHIM="$(abspath $(CONTAINERD_SHIM))" CLUSTER_REGISTRY="$(abspath $(REGISTRY))" \
+	CLUSTER_ORAS="$(abspath $(ORAS))" CLUSTER_IMAGES="$(abspath $(CLUSTER_IMAGES))"
+
+.PHONY: cluster-images
+cluster-images: ## Write the test cluster's own images (pause, testtools) as OCI layouts into bin/cluster-images.
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$(LOCALBIN)/testtools" ./test/cluster/testtools
+	go run ./hack/clusterimages -testtools "$(LOCALBIN)/testtools" -out "$(CLUSTER_IMAGES)"
+
+.PHONY: cluster-up
+cluster-up: cluster-tools cluster-images ## Start the one-node cluster (root; state in CLUSTER_STATE); then use bin/cluster/kubectl.
+	$(CLUSTER_ENV) CLUSTER_STATE="$(CLUSTER_STATE)" CLUSTER_NAME="$(CLUSTER_NAME)" hack/cluster.sh up
+
+.PHONY: demo-cluster
+demo-cluster: cluster-tools cluster-images image build ## make demo on the real cluster: the manager as a Pod from make image, installed by the bundle (starts make cluster-up's cluster if it is not running).
+	@$(CLUSTER_ENV) CLUSTER_STATE="$(CLUSTER_STATE)" CLUSTER_NAME="$(CLUSTER_NAME)" hack/cluster.sh status || \
+		$(CLUSTER_ENV) CLUSTER_STATE="$(CLUSTER_STATE)" CLUSTER_NAME="$(CLUSTER_NAME)" hack/cluster.sh up
+	CLUSTER_STATE="$(CLUSTER_STATE)" IMAGE_DIR="$(IMAGE_DIR)" OCISYNC="$(LOCALBIN)/ocisync" hack/demo-cluster.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the cluster of make cluster-up, leaving no process, mount, cgroup or network namespace.
+	CLUSTER_STATE="$(CLUSTER_STATE)" CLUSTER_NAME="$(CLUSTER_NAME)" hack/cluster.sh down
 
 ##@ Deployment
 
@@ -204,6 +266,9 @@ REGISTRY_VERSION ?= v3.1.2
 ORAS_VERSION ?= v1.3.6
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+# The test node's container runtime (hack/cluster.sh); runc, the CNI plugins,
+# iptables and conntrack come from Debian (hack/node-deps.sh).
+CONTAINERD_VERSION ?= v2.4.2
 
 ## Tool binaries
 ETCD ?= $(LOCALBIN)/tools/etcd-$(ETCD_VERSION)/etcd
@@ -212,6 +277,17 @@ REGISTRY ?= $(LOCALBIN)/tools/registry-$(REGISTRY_VERSION)/registry
 ORAS ?= $(LOCALBIN)/tools/oras-$(ORAS_VERSION)/oras
 CONTROLLER_GEN ?= $(LOCALBIN)/tools/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+# The one-node cluster's binaries (hack/cluster.sh), besides etcd,
+# kube-apiserver and the registry above.
+KUBELET ?= $(LOCALBIN)/tools/kubelet-$(KUBERNETES_VERSION)/kubelet
+KUBE_CONTROLLER_MANAGER ?= $(LOCALBIN)/tools/kube-controller-manager-$(KUBERNETES_VERSION)/kube-controller-manager
+KUBE_SCHEDULER ?= $(LOCALBIN)/tools/kube-scheduler-$(KUBERNETES_VERSION)/kube-scheduler
+KUBE_PROXY ?= $(LOCALBIN)/tools/kube-proxy-$(KUBERNETES_VERSION)/kube-proxy
+# kubectl of the cluster's own version, for the cluster suite and
+# make cluster-up (the KUBECTL above is whatever is on PATH).
+CLUSTER_KUBECTL ?= $(LOCALBIN)/tools/kubectl-$(KUBERNETES_VERSION)/kubectl
+CONTAINERD ?= $(LOCALBIN)/tools/containerd-$(CONTAINERD_VERSION)/containerd
+CONTAINERD_SHIM ?= $(LOCALBIN)/tools/containerd-shim-runc-v2-$(CONTAINERD_VERSION)/containerd-shim-runc-v2
 # etcd and kube-apiserver side by side, as controller-runtime's envtest
 # expects them in KUBEBUILDER_ASSETS.
 ENVTEST_ASSETS ?= $(LOCALBIN)/k8s/$(KUBERNETES_VERSION)-etcd-$(ETCD_VERSION)
@@ -250,3 +326,21 @@ $(CONTROLLER_GEN):
 	hack/tools.sh controller-gen "$(CONTROLLER_TOOLS_VERSION)" "$@"
 $(GOLANGCI_LINT):
 	hack/tools.sh golangci-lint "$(GOLANGCI_LINT_VERSION)" "$@"
+$(KUBELET):
+	hack/tools.sh kubelet "$(KUBERNETES_VERSION)" "$@"
+$(KUBE_CONTROLLER_MANAGER):
+	hack/tools.sh kube-controller-manager "$(KUBERNETES_VERSION)" "$@"
+$(KUBE_SCHEDULER):
+	hack/tools.sh kube-scheduler "$(KUBERNETES_VERSION)" "$@"
+$(KUBE_PROXY):
+	hack/tools.sh kube-proxy "$(KUBERNETES_VERSION)" "$@"
+$(CLUSTER_KUBECTL):
+	hack/tools.sh kubectl "$(KUBERNETES_VERSION)" "$@"
+$(CONTAINERD):
+	hack/tools.sh containerd "$(CONTAINERD_VERSION)" "$@"
+$(CONTAINERD_SHIM):
+	hack/tools.sh containerd-shim-runc-v2 "$(CONTAINERD_VERSION)" "$@"
+
+.PHONY: cluster-tools
+cluster-tools: $(ETCD) $(KUBE_APISERVER) $(REGISTRY) $(ORAS) $(KUBELET) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KUBE_PROXY) $(CLUSTER_KUBECTL) $(CONTAINERD) $(CONTAINERD_SHIM) ## Build the one-node cluster's binaries and install its Debian packages (needs root).
+	hack/node-deps.sh

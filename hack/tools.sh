@@ -3,9 +3,11 @@
 #
 #   hack/tools.sh NAME VERSION OUTPUT
 #
-# NAME is one of: etcd, kube-apiserver, registry, oras, controller-gen,
-# golangci-lint. VERSION is the version of the tool's Go module (for
-# kube-apiserver, the k8s.io/kubernetes version). OUTPUT is the binary to
+# NAME is one of: etcd, kube-apiserver, kubelet, kube-controller-manager,
+# kube-scheduler, kube-proxy, kubectl, containerd, containerd-shim-runc-v2,
+# registry, oras, controller-gen, golangci-lint. VERSION is the version of
+# the tool's Go module (for the kube-* commands and kubectl, the
+# k8s.io/kubernetes version). OUTPUT is the binary to
 # write. The Makefile picks the versions and puts each binary in a folder
 # named after its version, so a binary is rebuilt only when its version
 # changes.
@@ -19,7 +21,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 NAME VERSION OUTPUT (NAME: etcd, kube-apiserver, registry, oras, controller-gen, golangci-lint)" >&2
+	echo "usage: $0 NAME VERSION OUTPUT (NAME: etcd, kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, containerd, containerd-shim-runc-v2, registry, oras, controller-gen, golangci-lint)" >&2
 	exit 2
 }
 [ $# -eq 3 ] || usage
@@ -29,8 +31,8 @@ ldflags="-s -w"
 case $name in
 etcd)
 	mod=go.etcd.io/etcd/server/v3 pkg=go.etcd.io/etcd/server/v3 ;;
-kube-apiserver)
-	mod=k8s.io/kubernetes pkg=k8s.io/kubernetes/cmd/kube-apiserver
+kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | kubectl)
+	mod=k8s.io/kubernetes pkg=k8s.io/kubernetes/cmd/$name
 	# What kubernetes' own build (hack/lib/version.sh) stamps, so that
 	# --version and the /version endpoint report the real release.
 	minor=${version#v*.}
@@ -40,6 +42,11 @@ kube-apiserver)
 		ldflags+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
 	done
 	;;
+containerd | containerd-shim-runc-v2)
+	# Static (CGO_ENABLED=0, as everything here): the btrfs and zfs
+	# snapshotters drop out, overlayfs is what the test node uses.
+	mod=github.com/containerd/containerd/v2 pkg=github.com/containerd/containerd/v2/cmd/$name
+	ldflags+=" -X github.com/containerd/containerd/v2/version.Version=$version" ;;
 registry)
 	mod=github.com/distribution/distribution/v3 pkg=github.com/distribution/distribution/v3/cmd/registry
 	ldflags+=" -X github.com/distribution/distribution/v3/version.version=$version" ;;
@@ -81,7 +88,7 @@ quiet() {
 }
 quiet go mod init ocisync.tools/"$name"
 
-if [ "$name" = kube-apiserver ]; then
+if [ "$mod" = k8s.io/kubernetes ]; then
 	# kubernetes requires its staging modules (k8s.io/api, ...) at v0.0.0 and
 	# replaces them with ./staging/src/...; outside its repository each must
 	# be replaced with its published release instead, v0.X.Y for v1.X.Y. The

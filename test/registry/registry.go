@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,10 @@ type Options struct {
 	AnonymousActions []string
 	// Binary is the registry binary; empty means $OCISYNC_TEST_REGISTRY.
 	Binary string
+	// Host is the IP address to listen on and to name the registry by;
+	// empty means 127.0.0.1. The cluster suite gives its node's address,
+	// which Pods reach too.
+	Host string
 }
 
 // Registry is a running distribution registry.
@@ -121,9 +126,13 @@ func Start(t T, opts Options) *Registry {
 		t.Fatalf("registrytest: unknown auth mode %q; use AuthNone, AuthHtpasswd or AuthToken", opts.Auth)
 	}
 
+	ip := opts.Host
+	if ip == "" {
+		ip = "127.0.0.1"
+	}
 	for attempt := 1; ; attempt++ {
-		port := freePort(t)
-		r.Host = fmt.Sprintf("127.0.0.1:%d", port)
+		port := freePort(t, ip)
+		r.Host = net.JoinHostPort(ip, strconv.Itoa(port))
 		r.URL = "http://" + r.Host
 		tlsYAML := ""
 		if opts.TLS {
@@ -418,11 +427,11 @@ func writeHtpasswd(t T, path string, users []User) {
 	}
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1.
-func freePort(t T) int {
+// freePort asks the kernel for a free TCP port on ip.
+func freePort(t T, ip string) int {
 	t.Helper()
 	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	l, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}

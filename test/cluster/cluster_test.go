@@ -1,0 +1,171 @@
+package clustertest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// envHelper makes the test binary a cluster owner that the tests kill: it
+// starts a cluster, prints "UP NAME STATE" and waits.
+const envHelper = "OCISYNC_CLUSTERTEST_OWNER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envHelper) == "1" {
+		c, err := Up(context.Background(), Options{PVs: 1, Log: os.Stderr})
+		if err != nil {
+			fmt.Println("ERROR", strings.ReplaceAll(err.Error(), "\n", " | "))
+			os.Exit(1)
+		}
+		fmt.Println("UP", c.Name, c.State)
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+// startOwner starts a process that starts a cluster, and returns it with
+// the cluster's name and state folder once the cluster is up.
+func startOwner(t *testing.T) (*exec.Cmd, string, string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envHelper+"=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	f := strings.Fields(line)
+	if err != nil || len(f) != 3 || f[0] != "UP" {
+		t.Fatalf("the cluster owner did not start a cluster: %q (%v)", line, err)
+	}
+	return cmd, f[1], f[2]
+}
+
+// leftovers lists what of the cluster name with state folder state still
+// exists on the machine: processes, mounts, the namespace, cgroups, the
+// socket and state folders.
+func leftovers(t *testing.T, name, state string) []string {
+	t.Helper()
+	var left []string
+	if _, err := os.Stat("/var/run/netns/" + name); err == nil {
+		left = append(left, "network namespace "+name)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), state+"/") {
+			left = append(left, "process "+filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], state+"/") {
+			left = append(left, "mount "+f[4])
+		}
+	}
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/ocisync-" + name)
+	if v2, _ := filepath.Glob("/sys/fs/cgroup/ocisync-" + name); len(v2) > 0 {
+		cgroups = append(cgroups, v2...)
+	}
+	for _, c := range cgroups {
+		left = append(left, "cgroup "+c)
+	}
+	if _, err := os.Stat(state); err == nil {
+		left = append(left, "state folder "+state)
+	}
+	if _, err := os.Lstat(filepath.Join(os.TempDir(), "ocisync-clusters", name)); err == nil {
+		left = append(left, "reap link for "+name)
+	}
+	return left
+}
+
+// waitGone waits until nothing of the cluster is left.
+func waitGone(t *testing.T, name, state string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		left := leftovers(t, name, state)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s, cluster %s left:\n%s", timeout, name, strings.Join(left, "\n"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestKilledOwner kills the process that owns a cluster, as CI's timeout
+// or a Ctrl-C in the wrong place would: its watchdog must stop the cluster
+// and leave nothing behind. Then it kills an owner and its watchdog too:
+// the next Up must clear what they left.
+func TestKilledOwner(t *testing.T) {
+	if os.Getenv("CLUSTER_KUBELET") == "" {
+		t.Fatalf("CLUSTER_KUBELET is not set: run make test, which builds the cluster's binaries and sets CLUSTER_*")
+	}
+	t.Run("watchdog", func(t *testing.T) {
+		owner, name, state := startOwner(t)
+		if left := leftovers(t, name, state); len(left) < 3 {
+			t.Fatalf("a running cluster should show in leftovers, got %v", left)
+		}
+		if err := owner.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = owner.Wait()
+		waitGone(t, name, state, 90*time.Second)
+	})
+
+	t.Run("reap", func(t *testing.T) {
+		owner, name, state := startOwner(t)
+		b, err := os.ReadFile(filepath.Join(state, "run", "watchdog.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		watchdog, err := strconv.Atoi(strings.Fields(string(b))[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = syscall.Kill(watchdog, syscall.SIGKILL)
+		_ = owner.Process.Signal(syscall.SIGKILL)
+		_ = owner.Wait()
+		time.Sleep(2 * time.Second)
+		if left := leftovers(t, name, state); len(left) < 3 {
+			t.Fatalf("with its watchdog killed too, the cluster should still run; left: %v", left)
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		c, err := Up(ctx, Options{PVs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The new cluster works: its node is Ready.
+		out, err := c.Command(ctx, c.Kubectl, "--kubeconfig", c.Kubeconfig, "get", "node", c.Name,
+			"-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`).CombinedOutput()
+		if err != nil || string(out) != "True" {
+			t.Errorf("node %s Ready: %q (%v)", c.Name, out, err)
+		}
+		waitGone(t, name, state, 10*time.Second)
+		if err := c.Down(); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, c.Name, c.State, 10*time.Second)
+	})
+}
