@@ -522,6 +522,10 @@ up() {
 	ip -n "$NAME" link add cni0 type bridge
 	ip -n "$NAME" addr add "$NODEIP/24" dev cni0
 	ip -n "$NAME" link set cni0 up
+	# Service IPs are rewritten by kube-proxy's rules after routing picks an
+	# interface: without a route, the namespace itself (kubectl, the tests)
+	# could not reach a ClusterIP. The route stays on the bridge.
+	ip -n "$NAME" route add "$SERVICE_CIDR" dev cni0
 	say "network namespace $NAME (node $NODEIP)"
 
 	# The kubelet's cgroups go under a folder of this cluster's name, so that

@@ -153,9 +153,12 @@ type VolumeOutput struct {
 	// +kubebuilder:validation:XValidation:rule="!self.matches('[\\\\x00-\\\\x1f]')",message="subPath must not contain control characters"
 	SubPath string `json:"subPath,omitempty"`
 
-	// Extract also unpacks layers that are plain tar or tar+gzip archives
-	// without ORAS's unpack annotation, into a folder named by the
-	// layer's title. Directories pushed by ORAS (annotated
+	// Extract also unpacks layers without ORAS's unpack annotation into a
+	// folder named by the layer's title when their media type says tar and
+	// their content is a tar or tar+gzip archive (a tar header at its
+	// start); other layers, such as plain files that ORAS pushed under its
+	// default media type application/vnd.oci.image.layer.v1.tar, are
+	// written as files. Directories pushed by ORAS (annotated
 	// io.deis.oras.content.unpack) are unpacked either way. Unpacking
 	// refuses absolute paths, "..", links that lead outside, and device
 	// files, and stops at maxUnpackedSize.

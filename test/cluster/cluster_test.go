@@ -26,7 +26,10 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		fmt.Println("UP", c.Name, c.State)
-		select {}
+		// Waits to be killed; a bare select{} would end the process as a
+		// deadlock, not by the test's SIGKILL.
+		time.Sleep(24 * time.Hour)
+		os.Exit(2)
 	}
 	os.Exit(m.Run())
 }
@@ -96,6 +99,19 @@ func leftovers(t *testing.T, name, state string) []string {
 	return left
 }
 
+// killOwner SIGKILLs the owner and checks that this is what ended it: an
+// owner that had already exited would prove nothing.
+func killOwner(t *testing.T, owner *exec.Cmd) {
+	t.Helper()
+	if err := owner.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = owner.Wait()
+	if ws, ok := owner.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the cluster owner was not running when it was killed: %v", owner.ProcessState)
+	}
+}
+
 // waitGone waits until nothing of the cluster is left.
 func waitGone(t *testing.T, name, state string, timeout time.Duration) {
 	t.Helper()
@@ -125,10 +141,7 @@ func TestKilledOwner(t *testing.T) {
 		if left := leftovers(t, name, state); len(left) < 3 {
 			t.Fatalf("a running cluster should show in leftovers, got %v", left)
 		}
-		if err := owner.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = owner.Wait()
+		killOwner(t, owner)
 		waitGone(t, name, state, 90*time.Second)
 	})
 
@@ -143,8 +156,7 @@ func TestKilledOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = syscall.Kill(watchdog, syscall.SIGKILL)
-		_ = owner.Process.Signal(syscall.SIGKILL)
-		_ = owner.Wait()
+		killOwner(t, owner)
 		time.Sleep(2 * time.Second)
 		if left := leftovers(t, name, state); len(left) < 3 {
 			t.Fatalf("with its watchdog killed too, the cluster should still run; left: %v", left)

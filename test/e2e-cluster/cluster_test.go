@@ -149,7 +149,7 @@ spec:
 		claim(ns, "unpacked")
 		dir := GinkgoT().TempDir()
 		writeFiles(dir, map[string]string{"site/index.html": "<h1>e2e</h1>\n", "site/css/main.css": "body{}\n", "notes.txt": "plain notes, not a tar\n"})
-		Expect(os.WriteFile(filepath.Join(dir, "bundle.tar"), tarOf(map[string]string{"bundle/one.txt": "one\n", "bundle/two.txt": "two\n"}), 0o644)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(dir, "bundle.tar"), tarOf(map[string]string{"one.txt": "one\n", "etc/two.txt": "two\n"}), 0o644)).To(Succeed())
 		// notes.txt goes without a media type: ORAS gives it
 		// application/vnd.oci.image.layer.v1.tar, as it does any file.
 		digest := pushIn(dir, "e2e/mixed", "v1", "site", "bundle.tar:application/vnd.oci.image.layer.v1.tar", "notes.txt")
@@ -160,9 +160,10 @@ spec:
 		for path, want := range map[string]string{
 			"site/index.html":   "<h1>e2e</h1>\n",
 			"site/css/main.css": "body{}\n",
-			"bundle/one.txt":    "one\n",
-			"bundle/two.txt":    "two\n",
-			"notes.txt":         "plain notes, not a tar\n",
+			// A tar's entries go into a folder named by its title.
+			"bundle.tar/one.txt":     "one\n",
+			"bundle.tar/etc/two.txt": "two\n",
+			"notes.txt":              "plain notes, not a tar\n",
 		} {
 			Expect(kubectl("-n", ns, "exec", "reader", "--", "/testtools", "cat", "/data/current/"+path)).To(Equal(want), "current/%s", path)
 		}
@@ -234,7 +235,7 @@ spec:
 			return kubectlOr("get", "configmaps,jobs", "-A", "-l", "ocisync.io/artifact", "-o", "name")
 		}, 2*time.Minute, time.Second).Should(BeEmpty())
 		Expect(kubectl("-n", "e2e-configmap", "get", "configmap", "app-config", "--ignore-not-found", "-o", "name")).To(BeEmpty())
-		Expect(kubectl("-n", "e2e-volume", "get", "pvc", "content", "-o", "name")).To(Equal("persistentvolumeclaim/content"))
+		Expect(strings.TrimSpace(kubectl("-n", "e2e-volume", "get", "pvc", "content", "-o", "name"))).To(Equal("persistentvolumeclaim/content"))
 	})
 })
 
