@@ -66,6 +66,8 @@ cat <<EOF
 The demo cluster keeps running. Try:
   $kubectl get pods -A
   $kubectl -n ocisync-system logs deployment/ocisync-controller-manager
-  cd \$(mktemp -d) && edit app.yaml && $enter $ocisync push --plain-http $ref app.yaml:application/vnd.example.config.v1+yaml
+  cd \$(mktemp -d) && printf 'replicas: 3\\n' >app.yaml && $enter $ocisync push --plain-http ${ref%:v1}:v1 app.yaml:application/vnd.example.config.v1+yaml
+  $kubectl annotate artifact app-config reconcile.ocisync.io/requestedAt="\$(date +%s)" --overwrite   # or wait for spec.interval
+  $kubectl get configmap app-config -o jsonpath='{.data.app\.yaml}'
 Stop it with: make cluster-down
 EOF

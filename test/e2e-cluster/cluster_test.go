@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -236,6 +237,19 @@ spec:
 		}, 2*time.Minute, time.Second).Should(BeEmpty())
 		Expect(kubectl("-n", "e2e-configmap", "get", "configmap", "app-config", "--ignore-not-found", "-o", "name")).To(BeEmpty())
 		Expect(strings.TrimSpace(kubectl("-n", "e2e-volume", "get", "pvc", "content", "-o", "name"))).To(Equal("persistentvolumeclaim/content"))
+	})
+
+	It("runs make demo-cluster's story as the README tells it: the bundle installed, the sample Artifact Ready, its ConfigMap", func() {
+		bin := os.Getenv("OCISYNC_TEST_BIN")
+		Expect(bin).NotTo(BeEmpty(), "OCISYNC_TEST_BIN is not set: run make test")
+		cmd := exec.Command(filepath.Join(repoRoot(), "hack", "demo-cluster.sh"))
+		cmd.Env = append(os.Environ(), "CLUSTER_STATE="+cluster.State, "IMAGE_DIR="+os.Getenv(EnvImage), "OCISYNC="+bin)
+		out, err := cmd.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "hack/demo-cluster.sh:\n%s", out)
+		Expect(string(out)).To(ContainSubstring("artifact.ocisync.io/app-config condition met"))
+		Expect(jsonpath("default", "configmap/app-config", `.data.app\.yaml`)).To(ContainSubstring("replicas: 2"))
+		pod := managerPod()
+		Expect(jsonpath(managerNS, "pod/"+pod, `.status.conditions[?(@.type=="Ready")].status`)).To(Equal("True"))
 	})
 })
 
