@@ -127,7 +127,8 @@ stop_procs() {
 procs_under() {
 	local d cmdline
 	for d in /proc/[0-9]*; do
-		cmdline=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
+		# Processes come and go: one that has gone is skipped quietly.
+		cmdline=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) || continue
 		case $cmdline in *"$1"*) echo "${d#/proc/}" ;; esac
 	done
 }
@@ -626,7 +627,11 @@ up)
 	rc=$?
 	set -e
 	if [ $rc != 0 ]; then
-		say "start failed; stopping what was started (logs stay in $STATE/logs)"
+		if [ -f "$STATE/run/temporary" ]; then
+			say "start failed; stopping what was started"
+		else
+			say "start failed; stopping what was started (logs stay in $STATE/logs)"
+		fi
 		down || true
 		exit 1
 	fi

@@ -116,6 +116,16 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	start := time.Now()
 	if err := c.script(ctx, opts.Log, env, "up"); err != nil {
+		// The script stops what it started when it fails, but not when it
+		// is killed (ctx) or fails its checks before starting anything:
+		// down clears either, and then the state folder can go too.
+		downCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if downErr := c.script(downCtx, opts.Log, nil, "down"); downErr == nil {
+			_ = os.RemoveAll(state)
+		} else {
+			err = fmt.Errorf("%w; stopping what it had started failed too: %v", err, downErr)
+		}
 		lock.Close()
 		return nil, err
 	}

@@ -181,3 +181,49 @@ func TestKilledOwner(t *testing.T) {
 		waitGone(t, c.Name, c.State, 10*time.Second)
 	})
 }
+
+// clusterTraces lists what test clusters leave on the machine: network
+// namespaces, state folders, cgroups and processes of any test cluster.
+func clusterTraces(t *testing.T) []string {
+	t.Helper()
+	var traces []string
+	for _, pattern := range []string{
+		"/var/run/netns/ocisync-e2e-*",
+		filepath.Join(os.TempDir(), "ocisync-cluster-*"),
+		"/sys/fs/cgroup/*/ocisync-ocisync-e2e-*",
+		"/sys/fs/cgroup/ocisync-ocisync-e2e-*",
+	} {
+		m, _ := filepath.Glob(pattern)
+		traces = append(traces, m...)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), filepath.Join(os.TempDir(), "ocisync-cluster-")) {
+			traces = append(traces, "process "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return traces
+}
+
+// TestFailedStart starts a cluster that cannot start (no sandbox image):
+// Up fails with a message that says why and what to do, and leaves
+// nothing behind.
+func TestFailedStart(t *testing.T) {
+	if os.Getenv("CLUSTER_KUBELET") == "" {
+		t.Fatalf("CLUSTER_KUBELET is not set: run make test, which builds the cluster's binaries and sets CLUSTER_*")
+	}
+	before := clusterTraces(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := Up(ctx, Options{Images: t.TempDir(), PVs: 1})
+	if err == nil {
+		_ = c.Down()
+		t.Fatal("a cluster without a pause image started")
+	}
+	if !strings.Contains(err.Error(), "no OCI layout") || !strings.Contains(err.Error(), "make cluster-images") {
+		t.Errorf("the error does not say what is missing and what to do:\n%v", err)
+	}
+	if after := clusterTraces(t); len(after) > len(before) {
+		t.Errorf("a failed start left:\nbefore: %v\nafter:  %v", before, after)
+	}
+}
