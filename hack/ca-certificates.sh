@@ -26,7 +26,10 @@ tmp=$(mktemp -d "$out.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 echo "$0: fetching ca-certificates=$version with apt-get download"
-if ! (cd "$tmp" && apt-get download "ca-certificates=$version") >"$tmp/apt.log" 2>&1; then
+download() { (cd "$tmp" && apt-get download "ca-certificates=$version") >>"$tmp/apt.log" 2>&1; }
+# A fresh machine may have no package lists, or older ones that lack this
+# version: update them once (as root) and try again.
+if ! download && ! { [ "$(id -u)" = 0 ] && apt-get update -q >>"$tmp/apt.log" 2>&1 && download; }; then
 	reason=$(grep -E '^(E|W):' "$tmp/apt.log" | head -n 1 || true)
 	[ -n "$reason" ] || reason=$(tail -n 1 "$tmp/apt.log")
 	echo "$0: apt-get download ca-certificates=$version failed: ${reason:-no output}; set CA_CERTIFICATES_VERSION to a version apt-cache policy ca-certificates lists (after apt-get update)" >&2
