@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -72,6 +73,17 @@ type ArtifactReconciler struct {
 	BlobCache *blobcache.Cache
 
 	clients httpClients
+
+	// informers reads the manager's cache directly, for the metadata of
+	// Secrets, ServiceAccounts and claims: the client reads Secrets and
+	// ServiceAccounts from the API server (ClientOptions). SetupWithManager
+	// sets it; nil reads through Client.
+	informers client.Reader
+	// secrets and accounts keep the Secrets and ServiceAccounts syncs
+	// read; refs makes them.
+	refsOnce sync.Once
+	secrets  *refCache[*corev1.Secret]
+	accounts *refCache[*corev1.ServiceAccount]
 }
 
 // +kubebuilder:rbac:groups=ocisync.io,resources=artifacts,verbs=get;list;watch
@@ -80,10 +92,13 @@ type ArtifactReconciler struct {
 // OwnerReferencesPermissionEnforcement admission plugin runs.
 // +kubebuilder:rbac:groups=ocisync.io,resources=artifacts/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
+// Secrets, ServiceAccounts and claims are watched as metadata (list,
+// watch); a sync gets the Secrets and ServiceAccounts it uses one by one,
+// and only the metadata of its claim, from the cache.
 // +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 
 // Reconcile runs one sync of an Artifact: check the spec, build the

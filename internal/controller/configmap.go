@@ -119,9 +119,19 @@ func checkConfigMapFit(names []string, total int64) error {
 
 // ownedConfigMap returns the ConfigMap spec.configMap names, whether it
 // exists, and an OutputConflict error when it is not this Artifact's.
+//
+// The cache holds only labelled ConfigMaps, so when it has none the API
+// server is asked: the name may be taken by someone else's ConfigMap, or
+// by an output written before ocisync labelled them. A labelled output,
+// the steady state, costs no API request.
 func (r *ArtifactReconciler) ownedConfigMap(ctx context.Context, obj *v1alpha1.Artifact) (*corev1.ConfigMap, bool, error) {
+	key := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.ConfigMap.Name}
 	cm := &corev1.ConfigMap{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.ConfigMap.Name}, cm)
+	err := r.Get(ctx, key, cm)
+	if apierrors.IsNotFound(err) {
+		cm = &corev1.ConfigMap{}
+		err = r.reader().Get(ctx, key, cm)
+	}
 	if apierrors.IsNotFound(err) {
 		return nil, false, nil
 	}
@@ -135,14 +145,28 @@ func (r *ArtifactReconciler) ownedConfigMap(ctx context.Context, obj *v1alpha1.A
 }
 
 // configMapIntact reports whether the output still holds digest exactly
-// as it was written.
+// as it was written. An intact output without ocisync's label is
+// labelled: the cache would miss it on every sync, and its drift would
+// go unnoticed.
 func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.Artifact, digest string) (bool, error) {
 	cm, exists, err := r.ownedConfigMap(ctx, obj)
 	if err != nil || !exists {
 		return false, err
 	}
-	return cm.Annotations[v1alpha1.AnnotationDigest] == digest &&
-		cm.Annotations[annotationChecksum] == contentChecksum(cm), nil
+	if cm.Annotations[v1alpha1.AnnotationDigest] != digest || cm.Annotations[annotationChecksum] != contentChecksum(cm) {
+		return false, nil
+	}
+	if want := labelValue(obj.Name); cm.Labels[v1alpha1.LabelArtifactName] != want {
+		labelled := cm.DeepCopy()
+		if labelled.Labels == nil {
+			labelled.Labels = map[string]string{}
+		}
+		labelled.Labels[v1alpha1.LabelArtifactName] = want
+		if err := r.Update(ctx, labelled); err != nil {
+			return false, transient(v1alpha1.ReasonOutputFailed, "labelling ConfigMap %q as this Artifact's output: %w", cm.Name, err)
+		}
+	}
+	return true, nil
 }
 
 // publishConfigMap writes desired in one create or update.

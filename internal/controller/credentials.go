@@ -100,8 +100,9 @@ func (r *ArtifactReconciler) credentials(ctx context.Context, obj *v1alpha1.Arti
 		fields = append(fields, "spec.pullSecrets")
 	}
 	if sa := obj.Spec.ServiceAccountName; sa != "" {
-		account := &corev1.ServiceAccount{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: sa}, account); err != nil {
+		_, accounts := r.refs()
+		account, err := accounts.get(ctx, r.metadata(), r.reader(), types.NamespacedName{Namespace: obj.Namespace, Name: sa})
+		if err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil, nil, transient(v1alpha1.ReasonCredentialsNotFound, "ServiceAccount %q (spec.serviceAccountName) does not exist in namespace %q; create it or fix the name", sa, obj.Namespace)
 			}
@@ -142,9 +143,11 @@ func badSecret(name, field string, err error) error {
 	return transient(v1alpha1.ReasonCredentialsNotFound, "Secret %q (%s) holds no usable registry credentials: %w", name, field, err)
 }
 
+// secret reads a Secret a sync uses. It is shared: never modify it.
 func (r *ArtifactReconciler) secret(ctx context.Context, namespace, name, field string) (*corev1.Secret, error) {
-	secret := &corev1.Secret{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret); err != nil {
+	secrets, _ := r.refs()
+	secret, err := secrets.get(ctx, r.metadata(), r.reader(), types.NamespacedName{Namespace: namespace, Name: name})
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, transient(v1alpha1.ReasonCredentialsNotFound, "Secret %q (%s) does not exist in namespace %q; create it or fix the name", name, field, namespace)
 		}

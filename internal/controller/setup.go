@@ -7,6 +7,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -44,15 +46,59 @@ const (
 const DefaultConcurrentReconciles = 10
 
 // CacheOptions limits what the manager caches to what the reconciler
-// reads: of all Jobs in the cluster, only the sync Jobs it made.
+// reads, so that its memory follows the Artifacts rather than the cluster:
+// of all Jobs and ConfigMaps, only those ocisync made (labelled with
+// v1alpha1.LabelArtifactName); Secrets, ServiceAccounts and claims as
+// metadata only (SetupWithManager), trimmed to what their watches use.
+// A read of a kind the manager does not watch fails rather than starting
+// a cluster-wide informer unnoticed.
 func CacheOptions() cache.Options {
 	synced, err := labels.NewRequirement(v1alpha1.LabelArtifactName, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant label name
 	}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&batchv1.Job{}: {Label: labels.NewSelector().Add(*synced)},
+	ours := labels.NewSelector().Add(*synced)
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&batchv1.Job{}: {Label: ours},
+			// Drift of an output shows through this watch; an output
+			// written before ocisync labelled them is read from the API
+			// server, and labelled, by its next sync (ownedConfigMap).
+			&corev1.ConfigMap{}: {Label: ours},
+		},
+		DefaultTransform:            trimForCache,
+		ReaderFailOnMissingInformer: true,
+	}
+}
+
+// ClientOptions makes the manager's client read Secrets and
+// ServiceAccounts from the API server: a typed read of one through the
+// cache would start an informer holding every Secret of the cluster. The
+// reconciler reads them through refCache, which asks the API server only
+// for what changed.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{
+		DisableFor: []client.Object{&corev1.Secret{}, &corev1.ServiceAccount{}},
 	}}
+}
+
+// trimForCache drops from every object the manager caches what the
+// reconciler never reads: managed fields, and of the objects watched as
+// metadata everything but what identifies them. Their annotations could
+// hold a whole Secret (kubectl apply's last-applied-configuration).
+// Typed objects keep their labels and annotations: an output ConfigMap is
+// updated from its cached copy, which must not lose them.
+func trimForCache(in any) (any, error) {
+	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
+		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+			Namespace:         m.Namespace,
+			Name:              m.Name,
+			UID:               m.UID,
+			ResourceVersion:   m.ResourceVersion,
+			DeletionTimestamp: m.DeletionTimestamp,
+		}}, nil
+	}
+	return cache.TransformStripManagedFields()(in)
 }
 
 // SetupWithManager registers the reconciler, its indexes and its watches.
@@ -91,6 +137,13 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Artifacts by PersistentVolumeClaim: %w", err)
 	}
+	r.informers = mgr.GetCache()
+	if err := mgr.Add(manager.RunnableFunc(r.sweepRefsEvery(refSweepInterval))); err != nil {
+		return fmt.Errorf("adding the sweep of kept Secrets and ServiceAccounts: %w", err)
+	}
+	// Secrets, ServiceAccounts and claims are watched as metadata only:
+	// an event needs nothing more to find its Artifacts, and the cache
+	// then holds no Secret content.
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Artifact{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.ConfigMap{}, builder.WithPredicates(outputDrift)).
@@ -99,9 +152,9 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// A claim created after its Artifact starts the sync at once.
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return r.artifactsBy(ctx, o.GetNamespace(), indexClaimName, o.GetName())
-		}), builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForSecret)).
-		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForServiceAccount)).
+		}), builder.OnlyMetadata, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForSecret), builder.OnlyMetadata).
+		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForServiceAccount), builder.OnlyMetadata).
 		Named("artifact").
 		WithOptions(controller.Options{RateLimiter: retryLimiter(), MaxConcurrentReconciles: workers}).
 		Complete(r)
@@ -156,14 +209,13 @@ func secretNamesOf(o client.Object) []string {
 
 // artifactsForSecret finds the Artifacts that use a Secret, directly or
 // through a ServiceAccount's imagePullSecrets, in the Secret's namespace.
+// The ServiceAccounts looked at are those syncs read (the kept copies):
+// exactly the ones whose imagePullSecrets matter. One that changed since
+// is no worry: its own event synced its Artifacts, which read it again.
 func (r *ArtifactReconciler) artifactsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	reqs := r.artifactsBy(ctx, o.GetNamespace(), indexSecretNames, o.GetName())
-	var accounts corev1.ServiceAccountList
-	if err := r.List(ctx, &accounts, client.InNamespace(o.GetNamespace())); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing ServiceAccounts to find the Artifacts that use a Secret", "secret", o.GetName())
-		return reqs
-	}
-	for _, sa := range accounts.Items {
+	_, accounts := r.refs()
+	for _, sa := range accounts.kept(o.GetNamespace()) {
 		for _, ref := range sa.ImagePullSecrets {
 			if ref.Name == o.GetName() {
 				reqs = append(reqs, r.artifactsBy(ctx, o.GetNamespace(), indexServiceAccount, sa.Name)...)
@@ -189,4 +241,72 @@ func (r *ArtifactReconciler) artifactsBy(ctx context.Context, namespace, index, 
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Name}})
 	}
 	return reqs
+}
+
+// refSweepInterval is how often the kept Secrets and ServiceAccounts that
+// no Artifact references any more are dropped.
+const refSweepInterval = 10 * time.Minute
+
+// refs returns the kept copies of the Secrets and ServiceAccounts syncs
+// read.
+func (r *ArtifactReconciler) refs() (*refCache[*corev1.Secret], *refCache[*corev1.ServiceAccount]) {
+	r.refsOnce.Do(func() {
+		r.secrets, r.accounts = newSecretCache(), newAccountCache()
+	})
+	return r.secrets, r.accounts
+}
+
+// metadata reads what the manager's cache holds, bypassing the client's
+// DisableFor, which would send metadata reads of Secrets to the API
+// server too.
+func (r *ArtifactReconciler) metadata() client.Reader {
+	if r.informers != nil {
+		return r.informers
+	}
+	return r.Client
+}
+
+// sweepRefsEvery runs sweepRefs every d until ctx ends.
+func (r *ArtifactReconciler) sweepRefsEvery(d time.Duration) func(context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				r.sweepRefs(ctx)
+			}
+		}
+	}
+}
+
+// sweepRefs drops the kept ServiceAccounts no Artifact names, then the
+// kept Secrets that neither an Artifact nor a kept ServiceAccount names.
+// Lookups go through the Artifact indexes of the cache; one that fails
+// keeps the entry.
+func (r *ArtifactReconciler) sweepRefs(ctx context.Context) {
+	secrets, accounts := r.refs()
+	used := func(namespace, index, value string) bool {
+		var list v1alpha1.ArtifactList
+		err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{index: value})
+		return err != nil || len(list.Items) > 0
+	}
+	accounts.sweep(func(sa *corev1.ServiceAccount) bool {
+		return used(sa.Namespace, indexServiceAccount, sa.Name)
+	})
+	secrets.sweep(func(s *corev1.Secret) bool {
+		if used(s.Namespace, indexSecretNames, s.Name) {
+			return true
+		}
+		for _, sa := range accounts.kept(s.Namespace) {
+			for _, ref := range sa.ImagePullSecrets {
+				if ref.Name == s.Name {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }

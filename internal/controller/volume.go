@@ -236,11 +236,13 @@ func (r *ArtifactReconciler) deleteJob(ctx context.Context, j *batchv1.Job) erro
 }
 
 // checkClaim reports a missing claim before a Job that would wait for it
-// forever is made.
+// forever is made. Whether it exists and is being deleted is all it
+// needs: the metadata the manager watches claims for.
 func (r *ArtifactReconciler) checkClaim(ctx context.Context, obj *v1alpha1.Artifact) error {
 	name := obj.Spec.Volume.ClaimName
-	pvc := &corev1.PersistentVolumeClaim{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: name}, pvc); err != nil {
+	pvc := &metav1.PartialObjectMetadata{}
+	pvc.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PersistentVolumeClaim"))
+	if err := r.metadata().Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: name}, pvc); err != nil {
 		if apierrors.IsNotFound(err) {
 			return transient(v1alpha1.ReasonOutputFailed, "PersistentVolumeClaim %q (spec.volume.claimName) does not exist in namespace %q; create it or fix the name", name, obj.Namespace)
 		}
@@ -323,8 +325,9 @@ func (r *ArtifactReconciler) jobFailure(ctx context.Context, j *batchv1.Job, fai
 	return b.String()
 }
 
-// reader reads objects the manager does not cache: Pods, and Jobs just
-// created.
+// reader reads objects the manager does not cache: Pods, Jobs just
+// created, ConfigMaps without ocisync's label, and the Secrets and
+// ServiceAccounts a sync uses.
 func (r *ArtifactReconciler) reader() client.Reader {
 	if r.APIReader != nil {
 		return r.APIReader
