@@ -280,6 +280,9 @@ var _ = Describe("Artifact controller", func() {
 			secret.Data = dockerConfigJSONSecret(ns, "creds", privateRegistry.Host, privateUser, privatePassword).Data
 			Expect(k8sClient.Update(bg, secret)).To(Succeed())
 			waitReadyWithin(ns, desc.Digest, watchTimeout)
+			// The rotation reached the manager through a watch of
+			// metadata, not of whole Secrets.
+			expectOnlyMetadataCached(client.ObjectKeyFromObject(secret))
 		})
 
 		It("uses the imagePullSecrets of spec.serviceAccountName, in the legacy dockercfg form too", func() {
@@ -295,6 +298,15 @@ var _ = Describe("Artifact controller", func() {
 			sa.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "legacy"}}
 			Expect(k8sClient.Update(bg, sa)).To(Succeed())
 			expectPublished(ns, privateRegistry.Host, repo, "v1", desc, m, m.Layers, contents)
+			expectOnlyMetadataCached(types.NamespacedName{Namespace: ns, Name: "legacy"})
+
+			By("rotating that Secret")
+			const wrong = "r0tated-Wrong-pw"
+			legacy := &corev1.Secret{}
+			Expect(k8sClient.Get(bg, types.NamespacedName{Namespace: ns, Name: "legacy"}, legacy)).To(Succeed())
+			legacy.Data = dockercfgSecret(ns, "legacy", privateRegistry.Host, privateUser, wrong).Data
+			Expect(k8sClient.Update(bg, legacy)).To(Succeed())
+			waitFailedWithin(ns, v1alpha1.ReasonAuthenticationFailed, false, watchTimeout)
 		})
 
 		DescribeTable("reports refused credentials as AuthenticationFailed without revealing them",
@@ -453,20 +465,30 @@ var _ = Describe("Artifact controller", func() {
 			Entry("connections closed without an answer", faultDrop),
 		)
 
-		It("leaves a ConfigMap it does not own alone and reports OutputConflict", func() {
-			existing := &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: configMapName},
-				Data:       map[string]string{"owner": "someone else"},
-			}
-			Expect(k8sClient.Create(bg, existing)).To(Succeed())
-			pushPlain(repo, "v1", textLayer("a.txt", "a\n"))
-			createArtifact(ns, baseSpec(repo, "v1"))
-			a := waitFailed(ns, v1alpha1.ReasonOutputConflict, false)
-			Expect(readyMessage(a)).To(ContainSubstring(configMapName))
-			expectEvent(ns, corev1.EventTypeWarning, v1alpha1.ReasonOutputConflict)
-			Consistently(func() *corev1.ConfigMap { return getConfigMap(ns, configMapName) }).
-				WithTimeout(2*time.Second).Should(Equal(existing), "the unowned ConfigMap must not change")
-		})
+		// The manager caches only labelled ConfigMaps: an unlabelled one
+		// is found by a read from the API server.
+		DescribeTable("leaves a ConfigMap it does not own alone and reports OutputConflict",
+			func(labels map[string]string, owners []metav1.OwnerReference) {
+				existing := &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: configMapName, Labels: labels, OwnerReferences: owners},
+					Data:       map[string]string{"owner": "someone else"},
+				}
+				Expect(k8sClient.Create(bg, existing)).To(Succeed())
+				pushPlain(repo, "v1", textLayer("a.txt", "a\n"))
+				createArtifact(ns, baseSpec(repo, "v1"))
+				a := waitFailed(ns, v1alpha1.ReasonOutputConflict, false)
+				Expect(readyMessage(a)).To(ContainSubstring(configMapName))
+				expectEvent(ns, corev1.EventTypeWarning, v1alpha1.ReasonOutputConflict)
+				Consistently(func() *corev1.ConfigMap { return getConfigMap(ns, configMapName) }).
+					WithTimeout(2*time.Second).Should(Equal(existing), "the unowned ConfigMap must not change")
+			},
+			Entry("unlabelled, so not in the manager's cache", nil, nil),
+			Entry("labelled like an output", map[string]string{v1alpha1.LabelArtifactName: artifactName}, nil),
+			Entry("unlabelled and controlled by another Artifact", nil, []metav1.OwnerReference{{
+				APIVersion: v1alpha1.GroupVersion.String(), Kind: "Artifact", Name: artifactName,
+				UID: "00000000-0000-0000-0000-000000000001", Controller: new(true),
+			}}),
+		)
 	})
 
 	It("restores its ConfigMap when someone edits or deletes it", func() {

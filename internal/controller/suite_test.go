@@ -9,7 +9,9 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -44,7 +46,11 @@ var (
 	k8sClient client.Client
 	// k8sWatch watches, to count the writes an object sees.
 	k8sWatch client.WithWatch
-	scheme   *runtime.Scheme
+	// mgrCache is the manager's cache and reconciler the manager's
+	// reconciler, to check what they hold.
+	mgrCache   cache.Cache
+	reconciler *ArtifactReconciler
+	scheme     *runtime.Scheme
 
 	// plainRegistry serves plain HTTP without authentication; specs reach
 	// it through proxy.
@@ -97,14 +103,20 @@ var _ = BeforeSuite(func() {
 
 	By("starting the manager with the Artifact reconciler")
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	// Every request of the manager is counted, so that specs can check
+	// which reads reach the API server.
+	mgrConfig := rest.CopyConfig(cfg)
+	mgrConfig.Wrap(managerRequests.wrap)
+	mgr, err := ctrl.NewManager(mgrConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  CacheOptions(),
+		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect((&ArtifactReconciler{
+	mgrCache = mgr.GetCache()
+	reconciler = &ArtifactReconciler{
 		Client:     mgr.GetClient(),
 		Scheme:     mgr.GetScheme(),
 		Recorder:   mgr.GetEventRecorder("ocisync"),
@@ -113,7 +125,8 @@ var _ = BeforeSuite(func() {
 		SyncImage:  syncImage,
 		SyncJobTTL: syncJobTTL,
 		BlobCache:  newSuiteBlobCache(),
-	}).SetupWithManager(mgr)).To(Succeed())
+	}
+	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
