@@ -74,6 +74,12 @@ var _ = Describe("The manager's cache", func() {
 			return mgrCache.Get(bg, types.NamespacedName{Namespace: ns, Name: configMapName}, &corev1.ConfigMap{})
 		}).Should(Succeed(), "the cache holds the Artifact's output")
 
+		By("holding no ConfigMap that is not an output")
+		for _, cm := range []*corev1.ConfigMap{tenantConfig, stray} {
+			err := mgrCache.Get(bg, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{})
+			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "ConfigMap %s/%s is in the cache (err %v)", cm.Namespace, cm.Name, err)
+		}
+
 		By("holding no Secret or ServiceAccount as a typed object")
 		expectOnlyMetadataCached(types.NamespacedName{Namespace: ns, Name: "creds"})
 		expectOnlyMetadataCached(types.NamespacedName{Namespace: other, Name: "tenant-token"})
@@ -91,12 +97,6 @@ var _ = Describe("The manager's cache", func() {
 		Expect(secrets.kept(other)).To(BeEmpty())
 		for _, s := range secrets.kept(ns) {
 			Expect(s.Annotations).To(BeEmpty(), "a kept Secret holds its type and data only")
-		}
-
-		By("holding no ConfigMap that is not an output")
-		for _, cm := range []*corev1.ConfigMap{tenantConfig, stray} {
-			err := mgrCache.Get(bg, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{})
-			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "ConfigMap %s/%s is in the cache (err %v)", cm.Namespace, cm.Name, err)
 		}
 	})
 
