@@ -9,13 +9,17 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -45,6 +49,8 @@ type managerOptions struct {
 	registryMaxInFlight     int
 	blobCacheDir            string
 	blobCacheSize           string
+	watchLabelSelector      string
+	watchNamespaces         string
 	zap                     zap.Options
 }
 
@@ -73,6 +79,10 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"folder of the cache of layers the ConfigMap output downloads, shared by all Artifacts; its content is verified again on every read")
 	fs.StringVar(&o.blobCacheSize, "blob-cache-size", "256Mi",
 		"bound of the blob cache in bytes, as a quantity (e.g. 512Mi); least recently used layers are evicted past it, larger layers bypass it, and 0 turns the cache off")
+	fs.StringVar(&o.watchLabelSelector, "watch-label-selector", "",
+		"reconcile only the Artifacts whose labels match this label selector (e.g. ocisync.io/shard=a, or !ocisync.io/shard), so that managers with disjoint selectors split a cluster; their outputs carry the Artifact's labels the selector names. Empty: all Artifacts")
+	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "",
+		"comma-separated namespaces to reconcile Artifacts in and to cache anything of (e.g. team-a,team-b); empty: all namespaces")
 	// --kubeconfig, with controller-runtime's usual precedence: the flag,
 	// then $KUBECONFIG, then the in-cluster config, then ~/.kube/config.
 	config.RegisterFlags(fs)
@@ -107,6 +117,11 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	}
 	if opts.registryMaxInFlight < 1 {
 		fmt.Fprintf(stderr, "ocisync manager: --registry-max-inflight is %d; give at least 1\n", opts.registryMaxInFlight)
+		return 2
+	}
+	scope, err := parseScope(opts.watchLabelSelector, opts.watchNamespaces)
+	if err != nil {
+		fmt.Fprintf(stderr, "ocisync manager: %v\n", err)
 		return 2
 	}
 	cacheSize, err := resource.ParseQuantity(opts.blobCacheSize)
@@ -152,7 +167,7 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
-		Cache:                   controller.CacheOptions(),
+		Cache:                   controller.CacheOptions(scope),
 		Client:                  controller.ClientOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
 		HealthProbeBindAddress:  opts.probeAddr,
@@ -178,7 +193,7 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 			opts.syncImage = img
 		}
 	}
-	if err := setupControllers(mgr, opts, blobCache); err != nil {
+	if err := setupControllers(mgr, opts, scope, blobCache); err != nil {
 		fmt.Fprintf(stderr, "ocisync manager: cannot set up the controllers: %v\n", err)
 		return 1
 	}
@@ -197,15 +212,27 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if opts.leaderElect && scope.Selector != nil && !flagSet(fs, "leader-election-id") {
+		// Shards that share a Lease elect one leader among them all: the
+		// others' Artifacts would wait for as long as it leads.
+		setupLog.Info("this manager reconciles one shard of the Artifacts but uses the default leader election Lease; give each shard its own --leader-election-id, or shards in one namespace run one at a time", "leaderElectionID", opts.leaderElectionID)
+	}
 	setupLog.Info("starting manager", "version", Version, "apiServer", restConfig.Host,
 		"leaderElection", opts.leaderElect, "healthProbeAddress", opts.probeAddr, "metricsAddress", opts.metricsAddr,
-		"syncImage", opts.syncImage)
+		"syncImage", opts.syncImage, "watchLabelSelector", opts.watchLabelSelector, "watchNamespaces", scope.Namespaces)
 	if err := mgr.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "ocisync manager: the controller manager stopped with an error: %v\n", err)
 		return 1
 	}
 	setupLog.Info("manager stopped")
 	return 0
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // managerScheme holds every API type the manager reads or writes.
@@ -243,8 +270,40 @@ func ownImage(ctx context.Context, reader client.Reader) (string, error) {
 	return "", fmt.Errorf("the manager's Pod %s/%s has no container named \"manager\"", ns, name)
 }
 
+// parseScope reads --watch-label-selector and --watch-namespaces.
+func parseScope(selector, namespaces string) (controller.Scope, error) {
+	var scope controller.Scope
+	if strings.TrimSpace(selector) != "" {
+		sel, err := labels.Parse(selector)
+		if err != nil {
+			return scope, fmt.Errorf("--watch-label-selector %q is not a label selector: %v; give one such as ocisync.io/shard=a or !ocisync.io/shard", selector, err)
+		}
+		reqs, _ := sel.Requirements()
+		for _, r := range reqs {
+			// Outputs carry copies of the labels the selector names, and
+			// this one names the Artifact on every output.
+			if r.Key() == ocisyncv1alpha1.LabelArtifactName {
+				return scope, fmt.Errorf("--watch-label-selector %q names the label %s, which ocisync sets on outputs itself; select on another label, such as ocisync.io/shard", selector, ocisyncv1alpha1.LabelArtifactName)
+			}
+		}
+		scope.Selector = sel
+	}
+	if strings.TrimSpace(namespaces) != "" {
+		for _, ns := range strings.Split(namespaces, ",") {
+			ns = strings.TrimSpace(ns)
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				return scope, fmt.Errorf("--watch-namespaces %q: %q is not a namespace name (%s); give namespace names separated by commas", namespaces, ns, errs[0])
+			}
+			if !slices.Contains(scope.Namespaces, ns) {
+				scope.Namespaces = append(scope.Namespaces, ns)
+			}
+		}
+	}
+	return scope, nil
+}
+
 // setupControllers registers the reconcilers with the manager.
-func setupControllers(mgr ctrl.Manager, opts managerOptions, blobCache *blobcache.Cache) error {
+func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Scope, blobCache *blobcache.Cache) error {
 	if err := (&controller.ArtifactReconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
@@ -253,6 +312,7 @@ func setupControllers(mgr ctrl.Manager, opts managerOptions, blobCache *blobcach
 		SyncImage:  opts.syncImage,
 		SyncJobTTL: opts.syncJobTTL,
 		BlobCache:  blobCache,
+		Scope:      scope,
 
 		MaxConcurrentReconciles: opts.concurrent,
 		RegistryLimits:          &transport.Hosts{MaxInFlight: opts.registryMaxInFlight},

@@ -71,6 +71,10 @@ type ArtifactReconciler struct {
 	// layer shared by Artifacts of one repository, or unchanged in a new
 	// version, is downloaded once. Nil downloads every time.
 	BlobCache *blobcache.Cache
+	// Scope is the part of the cluster the manager's cache holds
+	// (CacheOptions): the outputs are labelled so that they stay in it.
+	// The zero Scope is the whole cluster.
+	Scope Scope
 
 	clients httpClients
 
@@ -98,7 +102,9 @@ type ArtifactReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// A Job of an Artifact that moved in from another shard is relabelled
+// (patch) so that this shard's cache sees it.
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 
 // Reconcile runs one sync of an Artifact: check the spec, build the

@@ -122,8 +122,9 @@ func checkConfigMapFit(names []string, total int64) error {
 //
 // The cache holds only labelled ConfigMaps, so when it has none the API
 // server is asked: the name may be taken by someone else's ConfigMap, or
-// by an output written before ocisync labelled them. A labelled output,
-// the steady state, costs no API request.
+// by an output written before ocisync labelled them, or labelled for the
+// shard of another manager before its Artifact moved to this one. A
+// labelled output, the steady state, costs no API request.
 func (r *ArtifactReconciler) ownedConfigMap(ctx context.Context, obj *v1alpha1.Artifact) (*corev1.ConfigMap, bool, error) {
 	key := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.ConfigMap.Name}
 	cm := &corev1.ConfigMap{}
@@ -145,9 +146,10 @@ func (r *ArtifactReconciler) ownedConfigMap(ctx context.Context, obj *v1alpha1.A
 }
 
 // configMapIntact reports whether the output still holds digest exactly
-// as it was written. An intact output without ocisync's label is
-// labelled: the cache would miss it on every sync, and its drift would
-// go unnoticed.
+// as it was written. An intact output without ocisync's label, or without
+// the shard labels of its Artifact (one that moved here from another
+// shard), is labelled: the cache would miss it on every sync, and its
+// drift would go unnoticed.
 func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.Artifact, digest string) (bool, error) {
 	cm, exists, err := r.ownedConfigMap(ctx, obj)
 	if err != nil || !exists {
@@ -156,12 +158,17 @@ func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.
 	if cm.Annotations[v1alpha1.AnnotationDigest] != digest || cm.Annotations[annotationChecksum] != contentChecksum(cm) {
 		return false, nil
 	}
-	if want := labelValue(obj.Name); cm.Labels[v1alpha1.LabelArtifactName] != want {
-		labelled := cm.DeepCopy()
+	labelled := cm.DeepCopy()
+	var changed bool
+	labelled.Labels, changed = r.Scope.relabel(labelled.Labels, obj.Labels)
+	if want := labelValue(obj.Name); labelled.Labels[v1alpha1.LabelArtifactName] != want {
 		if labelled.Labels == nil {
 			labelled.Labels = map[string]string{}
 		}
 		labelled.Labels[v1alpha1.LabelArtifactName] = want
+		changed = true
+	}
+	if changed {
 		if err := r.Update(ctx, labelled); err != nil {
 			return false, transient(v1alpha1.ReasonOutputFailed, "labelling ConfigMap %q as this Artifact's output: %w", cm.Name, err)
 		}
@@ -169,8 +176,10 @@ func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.
 	return true, nil
 }
 
-// publishConfigMap writes desired in one create or update.
+// publishConfigMap writes desired, with the shard labels of obj, in one
+// create or update.
 func (r *ArtifactReconciler) publishConfigMap(ctx context.Context, obj *v1alpha1.Artifact, desired *corev1.ConfigMap) error {
+	desired.Labels = r.Scope.withShardLabels(desired.Labels, obj.Labels)
 	if err := controllerutil.SetControllerReference(obj, desired, r.Scheme); err != nil {
 		return transient(v1alpha1.ReasonOutputFailed, "setting the owner of ConfigMap %q: %w", desired.Name, err)
 	}
@@ -196,6 +205,8 @@ func (r *ArtifactReconciler) publishConfigMap(ctx context.Context, obj *v1alpha1
 	for k, v := range desired.Labels {
 		updated.Labels[k] = v
 	}
+	// A shard label the Artifact no longer has goes too.
+	updated.Labels, _ = r.Scope.relabel(updated.Labels, obj.Labels)
 	if updated.Annotations == nil {
 		updated.Annotations = map[string]string{}
 	}

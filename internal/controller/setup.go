@@ -52,23 +52,42 @@ const DefaultConcurrentReconciles = 10
 // metadata only (SetupWithManager), trimmed to what their watches use.
 // A read of a kind the manager does not watch fails rather than starting
 // a cluster-wide informer unnoticed.
-func CacheOptions() cache.Options {
+//
+// scope narrows every cache further: to its namespaces, and to the
+// Artifacts its selector matches and the outputs labelled for them
+// (Scope.outputLabels), so a shard holds nothing of the others' shards.
+func CacheOptions(scope Scope) cache.Options {
 	synced, err := labels.NewRequirement(v1alpha1.LabelArtifactName, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant label name
 	}
-	ours := labels.NewSelector().Add(*synced)
-	return cache.Options{
+	// An output's shard labels are copies of its Artifact's for exactly
+	// the keys the selector names, so the selector picks the outputs of
+	// the Artifacts it picks.
+	ours := labels.NewSelector().Add(*synced).Add(scope.requirements()...)
+	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&batchv1.Job{}: {Label: ours},
 			// Drift of an output shows through this watch; an output
-			// written before ocisync labelled them is read from the API
-			// server, and labelled, by its next sync (ownedConfigMap).
+			// written before ocisync labelled them, or labelled for
+			// another shard, is read from the API server, and labelled,
+			// by its next sync (ownedConfigMap).
 			&corev1.ConfigMap{}: {Label: ours},
 		},
 		DefaultTransform:            trimForCache,
 		ReaderFailOnMissingInformer: true,
 	}
+	if scope.sharded() {
+		opts.ByObject[&v1alpha1.Artifact{}] = cache.ByObject{Label: scope.Selector}
+	}
+	if len(scope.Namespaces) > 0 {
+		// The default of every informer, the metadata ones included.
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range scope.Namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
 }
 
 // ClientOptions makes the manager's client read Secrets and

@@ -89,9 +89,18 @@ func (r *ArtifactReconciler) syncVolume(ctx context.Context, obj *v1alpha1.Artif
 	}
 	st := volumeStatus(obj)
 
-	var jobs batchv1.JobList
-	if err := r.List(ctx, &jobs, client.InNamespace(obj.Namespace), client.MatchingLabels{v1alpha1.LabelArtifactName: obj.Name}); err != nil {
-		return nil, transient(v1alpha1.ReasonOutputFailed, "listing the sync Jobs of %s: %w", obj.Name, err)
+	jobs, err := r.syncJobsOf(ctx, obj, r.Client)
+	if err != nil {
+		return nil, err
+	}
+	if r.Scope.sharded() && !slices.ContainsFunc(jobs.Items, func(j batchv1.Job) bool { return j.Name == want.Name }) {
+		// The cache holds the Jobs labelled for this shard only: those of
+		// an Artifact that moved here from another shard carry its labels
+		// until relabelled below, and a Job made anew would clash with
+		// the one of the same work. Only a sync about to make a Job asks.
+		if jobs, err = r.syncJobsOf(ctx, obj, r.reader()); err != nil {
+			return nil, err
+		}
 	}
 	var current *batchv1.Job
 	var stopping []string
@@ -113,6 +122,11 @@ func (r *ArtifactReconciler) syncVolume(ctx context.Context, obj *v1alpha1.Artif
 			stopping = append(stopping, j.Name)
 		}
 		if err := r.deleteJob(ctx, j); err != nil {
+			return nil, err
+		}
+	}
+	if current != nil {
+		if err := r.relabelJob(ctx, obj, current); err != nil {
 			return nil, err
 		}
 	}
@@ -185,12 +199,41 @@ func (r *ArtifactReconciler) syncVolume(ctx context.Context, obj *v1alpha1.Artif
 	}
 }
 
-// deleteSyncJobs removes the sync Jobs of an Artifact that no longer has
-// a volume output.
-func (r *ArtifactReconciler) deleteSyncJobs(ctx context.Context, obj *v1alpha1.Artifact) error {
+// syncJobsOf lists the Jobs labelled as obj's sync Jobs through reader.
+func (r *ArtifactReconciler) syncJobsOf(ctx context.Context, obj *v1alpha1.Artifact, reader client.Reader) (*batchv1.JobList, error) {
 	var jobs batchv1.JobList
-	if err := r.List(ctx, &jobs, client.InNamespace(obj.Namespace), client.MatchingLabels{v1alpha1.LabelArtifactName: obj.Name}); err != nil {
-		return transient(v1alpha1.ReasonOutputFailed, "listing the sync Jobs of %s: %w", obj.Name, err)
+	if err := reader.List(ctx, &jobs, client.InNamespace(obj.Namespace), client.MatchingLabels{v1alpha1.LabelArtifactName: obj.Name}); err != nil {
+		return nil, transient(v1alpha1.ReasonOutputFailed, "listing the sync Jobs of %s: %w", obj.Name, err)
+	}
+	return &jobs, nil
+}
+
+// relabelJob gives obj's sync Job j the shard labels of obj, so that its
+// progress reaches this shard's cache: a Job started before its Artifact
+// moved here carries the labels of the shard it came from.
+func (r *ArtifactReconciler) relabelJob(ctx context.Context, obj *v1alpha1.Artifact, j *batchv1.Job) error {
+	labelled := j.DeepCopy()
+	var changed bool
+	if labelled.Labels, changed = r.Scope.relabel(labelled.Labels, obj.Labels); !changed {
+		return nil
+	}
+	// Only the labels are patched: a Job's spec is immutable, and its
+	// status is the Job controller's.
+	if err := r.Patch(ctx, labelled, client.MergeFrom(j)); err != nil {
+		return transient(v1alpha1.ReasonOutputFailed, "labelling sync Job %q for this manager's shard: %w", j.Name, err)
+	}
+	*j = *labelled
+	return nil
+}
+
+// deleteSyncJobs removes the sync Jobs of an Artifact that no longer has
+// a volume output. Only those the cache holds: a Job of an Artifact that
+// moved here from another shard is left to its TTL and to garbage
+// collection with its Artifact.
+func (r *ArtifactReconciler) deleteSyncJobs(ctx context.Context, obj *v1alpha1.Artifact) error {
+	jobs, err := r.syncJobsOf(ctx, obj, r.Client)
+	if err != nil {
+		return err
 	}
 	for i := range jobs.Items {
 		if metav1.IsControlledBy(&jobs.Items[i], obj) {
@@ -425,8 +468,11 @@ func (r *ArtifactReconciler) syncJob(obj *v1alpha1.Artifact, ref reference.Refer
 	labels := map[string]string{v1alpha1.LabelArtifactName: obj.Name}
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace:   obj.Namespace,
-			Labels:      labels,
+			Namespace: obj.Namespace,
+			// The shard labels go on the Job only, not its Pods: the
+			// Job's name hashes its spec, and an Artifact that changes
+			// shards must not start its Job anew.
+			Labels:      r.Scope.withShardLabels(labels, obj.Labels),
 			Annotations: map[string]string{v1alpha1.AnnotationDigest: ref.Digest.String()},
 		},
 		Spec: batchv1.JobSpec{
