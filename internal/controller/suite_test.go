@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -51,6 +52,10 @@ var (
 	mgrCache   cache.Cache
 	reconciler *ArtifactReconciler
 	scheme     *runtime.Scheme
+	// mgrElected is the manager's, for ocisync_artifacts (metrics).
+	mgrElected <-chan struct{}
+	// apiConfig reaches the API server, for the specs' own managers.
+	apiConfig *rest.Config
 
 	// plainRegistry serves plain HTTP without authentication; specs reach
 	// it through proxy.
@@ -107,15 +112,24 @@ var _ = BeforeSuite(func() {
 	// which reads reach the API server.
 	mgrConfig := rest.CopyConfig(cfg)
 	mgrConfig.Wrap(managerRequests.wrap)
+	apiConfig = cfg
+	// The suite's manager is one shard too: that of the Artifacts without
+	// the label shardLabel. Specs about sharding run a manager of their
+	// own for Artifacts that carry it, which this one then neither caches
+	// nor reconciles (shard_test.go); every other spec runs against a
+	// sharded manager, whose outputs must behave as an unsharded one's.
+	notSharded, err := labels.Parse("!" + shardLabel)
+	Expect(err).NotTo(HaveOccurred())
+	suiteScope := Scope{Selector: notSharded}
 	mgr, err := ctrl.NewManager(mgrConfig, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  CacheOptions(),
+		Cache:                  CacheOptions(suiteScope),
 		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	mgrCache = mgr.GetCache()
+	mgrCache, mgrElected = mgr.GetCache(), mgr.Elected()
 	reconciler = &ArtifactReconciler{
 		Client:     mgr.GetClient(),
 		Scheme:     mgr.GetScheme(),
@@ -125,6 +139,7 @@ var _ = BeforeSuite(func() {
 		SyncImage:  syncImage,
 		SyncJobTTL: syncJobTTL,
 		BlobCache:  newSuiteBlobCache(),
+		Scope:      suiteScope,
 	}
 	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
 
