@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,81 @@ func TestManagerHelpExplainsLimits(t *testing.T) {
 		t.Fatalf("exit code %d, stderr %q", code, stderr.String())
 	}
 	for _, want := range []string{"-concurrent", "(default 10)", "-registry-max-inflight", "(default 8)", "one registry"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("ocisync manager -h does not mention %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+func TestManagerRefusesBadScope(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--watch-label-selector=ocisync.io/shard=a=b"}, `--watch-label-selector "ocisync.io/shard=a=b" is not a label selector`},
+		{[]string{"--watch-label-selector=a b"}, `--watch-label-selector "a b" is not a label selector`},
+		{[]string{"--watch-label-selector=shard in (a"}, "is not a label selector"},
+		{[]string{"--watch-label-selector=ocisync.io/artifact=app"}, "names the label ocisync.io/artifact, which ocisync sets on outputs itself"},
+		{[]string{"--watch-namespaces=Team-A"}, `--watch-namespaces "Team-A": "Team-A" is not a namespace name`},
+		{[]string{"--watch-namespaces=a,,b"}, `--watch-namespaces "a,,b": "" is not a namespace name`},
+		{[]string{"--watch-namespaces=a,b/c"}, `"b/c" is not a namespace name`},
+		{[]string{"--watch-namespaces=" + strings.Repeat("n", 64)}, "is not a namespace name"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Setenv("KUBECONFIG", t.TempDir()+"/missing")
+			var stdout, stderr bytes.Buffer
+			code := Run(append([]string{"manager"}, tc.args...), &stdout, &stderr)
+			if code != 2 {
+				t.Errorf("exit code %d; want 2 (stderr %q)", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("stderr %q does not say %q", stderr.String(), tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(stderr.String()), "\n"); n > 0 {
+				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr.String())
+			}
+		})
+	}
+}
+
+func TestParseScope(t *testing.T) {
+	for _, tc := range []struct {
+		selector, namespaces string
+		wantSelector         string // "" for none
+		wantNamespaces       []string
+	}{
+		{"", "", "", nil},
+		{"  ", " ", "", nil},
+		{"ocisync.io/shard=a", "", "ocisync.io/shard=a", nil},
+		{"!ocisync.io/shard", "", "!ocisync.io/shard", nil},
+		{"team in (a, b),env!=dev", "", "env!=dev,team in (a,b)", nil},
+		{"", "team-a", "", []string{"team-a"}},
+		{"", "team-a, team-b,team-a", "", []string{"team-a", "team-b"}},
+	} {
+		t.Run(tc.selector+"/"+tc.namespaces, func(t *testing.T) {
+			scope, err := parseScope(tc.selector, tc.namespaces)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.wantSelector == "" && scope.Selector != nil:
+				t.Errorf("selector %v, want none", scope.Selector)
+			case tc.wantSelector != "" && (scope.Selector == nil || scope.Selector.String() != tc.wantSelector):
+				t.Errorf("selector %v, want %s", scope.Selector, tc.wantSelector)
+			}
+			if !slices.Equal(scope.Namespaces, tc.wantNamespaces) {
+				t.Errorf("namespaces %q, want %q", scope.Namespaces, tc.wantNamespaces)
+			}
+		})
+	}
+}
+
+func TestManagerHelpExplainsScope(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Run([]string{"manager", "-h"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d, stderr %q", code, stderr.String())
+	}
+	for _, want := range []string{"-watch-label-selector", "-watch-namespaces", "ocisync.io/shard=a"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("ocisync manager -h does not mention %q:\n%s", want, stdout.String())
 		}
