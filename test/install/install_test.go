@@ -87,7 +87,7 @@ func TestInstallBundle(t *testing.T) {
 		expectRestricted(t, k8s, b.deployment.Spec.Template)
 	})
 	t.Run("the manager does its work with the bundle's RBAC", func(t *testing.T) {
-		runWithBundleRBAC(t, cp, k8s, admin, ocisyncBin, b)
+		runWithBundleRBAC(t, cp, k8s, admin, ocisyncBin, b, "install-test")
 	})
 }
 
@@ -267,8 +267,9 @@ func expectRestricted(t *testing.T, k8s client.Client, template corev1.PodTempla
 
 // runWithBundleRBAC runs the manager the way the Deployment does (its
 // arguments and environment), as the bundle's ServiceAccount, and has it
-// sync an Artifact into a ConfigMap and start a sync Job for a volume.
-func runWithBundleRBAC(t *testing.T, cp *controlplane.ControlPlane, k8s client.Client, admin, bin string, b bundle) {
+// sync an Artifact into a ConfigMap and start a sync Job for a volume, in
+// namespace ns (created unless it exists).
+func runWithBundleRBAC(t *testing.T, cp *controlplane.ControlPlane, k8s client.Client, admin, bin string, b bundle, ns string) {
 	ctx := context.Background()
 	account := "system:serviceaccount:" + b.namespace + ":" + b.serviceAccount
 	kubeconfig := impersonating(t, admin, account)
@@ -284,7 +285,6 @@ func runWithBundleRBAC(t *testing.T, cp *controlplane.ControlPlane, k8s client.C
 	}
 
 	const (
-		ns       = "install-test"
 		user     = "install-user"
 		password = "Inst4ll-pa55-bundle"
 	)
@@ -322,6 +322,9 @@ func runWithBundleRBAC(t *testing.T, cp *controlplane.ControlPlane, k8s client.C
 		},
 	} {
 		if err := k8s.Create(ctx, o); err != nil {
+			if _, isNamespace := o.(*corev1.Namespace); isNamespace && apierrors.IsAlreadyExists(err) {
+				continue
+			}
 			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
 		}
 	}
