@@ -103,6 +103,8 @@ var _ = Describe("ocisync manager", func() {
 		},
 		Entry("an unknown flag", []string{"--no-such-flag"}, true, 2, "flag provided but not defined: -no-such-flag"),
 		Entry("a bad flag value", []string{"--leader-elect=maybe"}, true, 2, `invalid boolean value "maybe" for -leader-elect`),
+		Entry("a bad label selector", []string{"--watch-label-selector", "shard in (a"}, true, 2, `--watch-label-selector "shard in (a" is not a label selector`),
+		Entry("a bad namespace", []string{"--watch-namespaces", "team-a,Team_B"}, true, 2, `"Team_B" is not a namespace name`),
 		Entry("an argument", []string{"extra"}, true, 2, `unexpected argument "extra"`),
 		Entry("no cluster to be found", []string{"--health-probe-bind-address", "0"}, false, 1, "cannot find a Kubernetes cluster"),
 		Entry("a kubeconfig that does not exist", []string{"--kubeconfig", "/nonexistent/kubeconfig"}, false, 1, "/nonexistent/kubeconfig"),
