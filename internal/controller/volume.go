@@ -202,7 +202,7 @@ func (r *ArtifactReconciler) syncVolume(ctx context.Context, obj *v1alpha1.Artif
 // syncJobsOf lists the Jobs labelled as obj's sync Jobs through reader.
 func (r *ArtifactReconciler) syncJobsOf(ctx context.Context, obj *v1alpha1.Artifact, reader client.Reader) (*batchv1.JobList, error) {
 	var jobs batchv1.JobList
-	if err := reader.List(ctx, &jobs, client.InNamespace(obj.Namespace), client.MatchingLabels{v1alpha1.LabelArtifactName: obj.Name}); err != nil {
+	if err := reader.List(ctx, &jobs, client.InNamespace(obj.Namespace), client.MatchingLabels{v1alpha1.LabelArtifactName: labelValue(obj.Name)}); err != nil {
 		return nil, transient(v1alpha1.ReasonOutputFailed, "listing the sync Jobs of %s: %w", obj.Name, err)
 	}
 	return &jobs, nil
@@ -465,7 +465,9 @@ func (r *ArtifactReconciler) syncJob(obj *v1alpha1.Artifact, ref reference.Refer
 	if ttl <= 0 {
 		ttl = DefaultSyncJobTTL
 	}
-	labels := map[string]string{v1alpha1.LabelArtifactName: obj.Name}
+	// An Artifact's name may be longer than a label value can be; the
+	// Jobs found by the label are checked for their owner anyway.
+	labels := map[string]string{v1alpha1.LabelArtifactName: labelValue(obj.Name)}
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: obj.Namespace,

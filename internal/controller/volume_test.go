@@ -264,6 +264,34 @@ var _ = Describe("Volume output", func() {
 		Eventually(func() []string { return jobNames(ns) }).Should(BeEmpty(), "the finished sync Jobs are deleted")
 	})
 
+	It("syncs an Artifact whose name is longer than a label value", func() {
+		d1, _ := pushPlain(repo, "v1", textLayer("a.txt", "a\n"))
+		createClaim(ns, "long")
+		name := strings.Repeat("a-very-long-artifact-name-", 3) + "end" // 81 characters
+		spec := volumeSpec(repo, "v1", "long")
+		spec.Interval = every(longInterval)
+		a := &v1alpha1.Artifact{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+		Expect(k8sClient.Create(bg, a)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(bg, a))).To(Succeed()) })
+
+		var job *batchv1.Job
+		Eventually(func(g Gomega) {
+			var list batchv1.JobList
+			g.Expect(k8sClient.List(bg, &list, client.InNamespace(ns))).To(Succeed())
+			g.Expect(list.Items).To(HaveLen(1), "the sync Job of %s", name)
+			job = &list.Items[0]
+		}).WithTimeout(waitTimeout).Should(Succeed())
+		Expect(job.Labels[v1alpha1.LabelArtifactName]).To(Equal(labelValue(name)))
+		Expect(len(job.Labels[v1alpha1.LabelArtifactName])).To(BeNumerically("<=", 63))
+		Expect(len(job.Name)).To(BeNumerically("<=", 63))
+		completeJob(job)
+		Eventually(func(g Gomega) {
+			got := &v1alpha1.Artifact{}
+			g.Expect(k8sClient.Get(bg, client.ObjectKeyFromObject(a), got)).To(Succeed())
+			g.Expect(got.Status.Digest).To(Equal(d1.Digest.String()))
+		}).WithTimeout(waitTimeout).Should(Succeed())
+	})
+
 	It("refuses a subPath that leads outside the claim at admission", func() {
 		a := &v1alpha1.Artifact{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: artifactName}, Spec: volumeSpec(repo, "v1", "data")}
 		for sub, msg := range map[string]string{
