@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -33,6 +34,10 @@ type PullOptions struct {
 	// content is a tar or tar+gzip archive into a folder named by their
 	// title; other layers stay files (see decideLayer).
 	Extract bool
+	// Concurrency is how many layers are downloaded at once; 0 means
+	// DefaultPullConcurrency. The registry's in-flight limit
+	// (transport.Options.Limits) still applies on top.
+	Concurrency int
 }
 
 // Target is what a reference resolved to.
@@ -126,9 +131,9 @@ type PullResult struct {
 // PullToDir writes the selected layers of ref into dir, each under its
 // title; directory layers (AnnotationUnpack) are extracted, and with
 // opts.Extract tar archives too (see decideLayer). Everything is
-// downloaded and verified into a temporary folder beside dir first and
-// moved into place only when all of it succeeded, so on failure dir is as
-// it was.
+// downloaded (opts.Concurrency layers at once) and verified into a
+// temporary folder beside dir first and moved into place only when all
+// of it succeeded, so on failure dir is as it was.
 func (r *Repository) PullToDir(ctx context.Context, ref, dir string, opts PullOptions) (*PullResult, error) {
 	t, err := r.FetchTarget(ctx, ref, opts.Platform)
 	if err != nil {
@@ -186,10 +191,23 @@ type pulledItem struct {
 	isDir bool
 }
 
+// DefaultPullConcurrency is how many layers a pull downloads at once when
+// PullOptions.Concurrency is 0. One stream rarely fills a fast link, and
+// ORAS downloads three at once too; a few more would only compete for the
+// registry's per-host slots (transport.Hosts) with other pulls.
+const DefaultPullConcurrency = 3
+
+// writeLayers downloads the layers into staging and places each under
+// staging/content by its title, up to opts.Concurrency at once. Items come
+// back in the order of layers whatever order the downloads end in. The
+// first failure cancels the other downloads and is the error returned once
+// they have all stopped; the caller removes staging.
 func (r *Repository) writeLayers(ctx context.Context, layers []ocispec.Descriptor, staging string, opts PullOptions) ([]pulledItem, error) {
+	// Every title is checked before the first byte is downloaded: a bad
+	// artifact should fail at once, not after gigabytes.
+	names := make([]string, len(layers))
 	seen := map[string]bool{}
-	var items []pulledItem
-	for _, l := range layers {
+	for i, l := range layers {
 		name, err := ValidateTitle(l.Annotations[AnnotationTitle])
 		if err != nil {
 			return nil, fmt.Errorf("%s: layer %s: %w", r, l.Digest, err)
@@ -200,23 +218,81 @@ func (r *Repository) writeLayers(ctx context.Context, layers []ocispec.Descripto
 			}
 		}
 		seen[name] = true
+		names[i] = name
+	}
 
-		blobPath, err := r.downloadBlob(ctx, l, staging, opts.MaxBytes)
-		if err != nil {
-			return nil, err
+	limit := opts.Concurrency
+	if limit <= 0 {
+		limit = DefaultPullConcurrency
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		// Only the first failure counts: it cancels the others, whose
+		// "context canceled" says nothing about what went wrong.
+		if firstErr == nil {
+			firstErr = err
+			cancel()
 		}
-		dest := filepath.Join(staging, "content", name)
-		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-			return nil, fmt.Errorf("creating folder for %s: %w", name, err)
+	}
+	items := make([]pulledItem, len(layers))
+	// Each download holds a token; the requests themselves also wait for
+	// a slot of the registry's in-flight limit (transport.Hosts), as
+	// they go through the same client.
+	tokens := make(chan struct{}, limit)
+	for i, l := range layers {
+		select {
+		case tokens <- struct{}{}:
+		case <-ctx.Done():
 		}
-		isDir, err := placeLayer(blobPath, dest, name, l, opts)
-		if err != nil {
-			return nil, fmt.Errorf("%s: writing layer %s (%s): %w", r, l.Digest, name, err)
+		if ctx.Err() != nil {
+			// A download failed (then this is ignored), or the caller
+			// gave up: start no more.
+			fail(fmt.Errorf("%s: pulling layer %q: %w", r, filepath.ToSlash(names[i]), ctx.Err()))
+			break
 		}
-		_ = os.Remove(blobPath) // unpacked; a file was renamed away already
-		items = append(items, pulledItem{name: name, isDir: isDir})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-tokens }()
+			isDir, err := r.writeLayer(ctx, l, names[i], staging, opts)
+			if err != nil {
+				fail(err)
+				return
+			}
+			items[i] = pulledItem{name: names[i], isDir: isDir}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	return items, nil
+}
+
+// writeLayer downloads one layer and places it at staging/content/name.
+func (r *Repository) writeLayer(ctx context.Context, l ocispec.Descriptor, name, staging string, opts PullOptions) (bool, error) {
+	blobPath, err := r.downloadBlob(ctx, l, staging, opts.MaxBytes)
+	if err != nil {
+		return false, fmt.Errorf("layer %q: %w", filepath.ToSlash(name), err)
+	}
+	dest := filepath.Join(staging, "content", name)
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return false, fmt.Errorf("creating folder for %s: %w", name, err)
+	}
+	isDir, err := placeLayer(blobPath, dest, name, l, opts)
+	if err != nil {
+		return false, fmt.Errorf("%s: writing layer %s (%s): %w", r, l.Digest, name, err)
+	}
+	_ = os.Remove(blobPath) // unpacked; a file was renamed away already
+	return isDir, nil
 }
 
 // downloadBlob streams one blob into a file under staging and returns its
