@@ -49,9 +49,11 @@ var (
 )
 
 // progressPrinter draws the progress of one blob transfer at a time on one
-// terminal line, rewritten with a carriage return. The registry client
-// moves blobs one after the other; should two overlap, the newer one takes
-// over the line.
+// terminal line, rewritten with a carriage return. A pull downloads a few
+// layers at once: the line stays with the transfer drawn on it until that
+// one ends, so that it does not flicker between them, and the others are
+// counted meanwhile. One that ends while another holds the line still gets
+// a line of its own, printed above the open one.
 type progressPrinter struct {
 	w     io.Writer
 	now   func() time.Time
@@ -59,7 +61,7 @@ type progressPrinter struct {
 
 	mu      sync.Mutex
 	current *transfer // the transfer drawn on the open line, if any
-	text    string    // what the open line shows
+	line    string    // what the open line shows
 	drawn   int       // its runes, to blank out leftovers
 	lastAt  time.Time // when the open line was last drawn
 }
@@ -106,7 +108,10 @@ func (t *transfer) add(n int) {
 	if !t.shown && now.Sub(t.started) < progressDelay {
 		return
 	}
-	if t.shown && p.current == t && now.Sub(p.lastAt) < progressInterval {
+	if p.current != nil && p.current != t {
+		return // another transfer holds the line
+	}
+	if t.shown && now.Sub(p.lastAt) < progressInterval {
 		return
 	}
 	p.draw(t, now)
@@ -122,12 +127,27 @@ func (t *transfer) finish() {
 		return
 	}
 	t.finished = true
-	if !t.shown {
-		return
-	}
-	if p.current == t {
-		p.draw(t, p.now())
+	now := p.now()
+	switch {
+	case p.current == t:
+		p.draw(t, now)
 		p.endLine()
+	case t.shown || now.Sub(t.started) < progressDelay:
+		// Shown and then its line was closed; or quick: no trace.
+	case p.current == nil:
+		p.draw(t, now)
+		p.endLine()
+	default:
+		// Its final count replaces the open line, which moves down.
+		text := p.text(t)
+		pad := ""
+		if n := utf8.RuneCountInString(text); p.drawn > n {
+			pad = strings.Repeat(" ", p.drawn-n)
+		}
+		_, _ = io.WriteString(p.w, "\r"+text+pad+"\n")
+		held := p.current
+		p.current, p.line, p.drawn = nil, "", 0
+		p.draw(held, now)
 	}
 }
 
@@ -146,12 +166,8 @@ func (p *progressPrinter) draw(t *transfer, now time.Time) {
 	if p.current != t {
 		p.endLine()
 	}
-	text := t.verb + " " + t.label + " " + formatBytes(t.done)
-	if t.total >= 0 {
-		text += "/" + formatBytes(t.total)
-	}
-	text = fitWidth(text, p.width)
-	if p.current == t && text == p.text {
+	text := p.text(t)
+	if p.current == t && text == p.line {
 		return
 	}
 	n := utf8.RuneCountInString(text)
@@ -161,15 +177,24 @@ func (p *progressPrinter) draw(t *transfer, now time.Time) {
 	}
 	// A write error to the terminal is no reason to fail the transfer.
 	_, _ = io.WriteString(p.w, "\r"+text+pad)
-	p.current, p.text, p.drawn, p.lastAt = t, text, n, now
+	p.current, p.line, p.drawn, p.lastAt = t, text, n, now
 	t.shown = true
+}
+
+// text is what a line shows of t, fitted to the terminal.
+func (p *progressPrinter) text(t *transfer) string {
+	text := t.verb + " " + t.label + " " + formatBytes(t.done)
+	if t.total >= 0 {
+		text += "/" + formatBytes(t.total)
+	}
+	return fitWidth(text, p.width)
 }
 
 func (p *progressPrinter) endLine() {
 	if p.current != nil {
 		_, _ = io.WriteString(p.w, "\n")
 	}
-	p.current, p.text, p.drawn = nil, "", 0
+	p.current, p.line, p.drawn = nil, "", 0
 }
 
 // fitWidth shortens text to fit a terminal of width columns, keeping the
