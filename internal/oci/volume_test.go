@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -438,6 +439,12 @@ func TestPullToVolumeWaitsForLock(t *testing.T) {
 			case <-stalled:
 			case o := <-first:
 				t.Fatalf("first pull ended before its download: %v", o.err)
+			}
+			// The first pull downloads its two layers together: wait for
+			// the other GET too, so that the count below is the second
+			// pull's alone.
+			for deadline := time.Now().Add(5 * time.Second); len(f.reqs("GET", "/blobs/")) < 2 && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
 			}
 			gets := len(f.reqs("GET", "/blobs/"))
 			go func() {
