@@ -132,6 +132,9 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if workers <= 0 {
 		workers = DefaultConcurrentReconciles
 	}
+	// Registered here rather than at init, which every CLI command would
+	// pay for; before the manager starts, so /metrics serves them at once.
+	metrics.Register()
 	// ocisync_artifacts counts what the manager's cache holds, at scrape
 	// time, once this replica leads.
 	metrics.ReportArtifacts(mgr.GetCache(), mgr.Elected())

@@ -7,8 +7,9 @@ import (
 )
 
 func TestBlobCacheCounters(t *testing.T) {
-	// Every series exists from the start, so that a hit ratio can be
+	// Every series exists from registration, so that a hit ratio can be
 	// computed before the first miss.
+	Register()
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 // Package metrics holds ocisync's Prometheus metrics. They are registered
-// on controller-runtime's registry, so the manager's metrics endpoint
-// (--metrics-bind-address) serves them next to controller-runtime's own.
+// on controller-runtime's registry, on first use (see Register), so the
+// manager's metrics endpoint (--metrics-bind-address) serves them next to
+// controller-runtime's own.
 //
 // Labels take values from small fixed sets only: no Artifact name,
 // namespace, reference, digest or registry host, whose number has no bound.
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -98,7 +100,14 @@ var (
 	)}
 )
 
-func init() {
+// Register registers ocisync's metrics on controller-runtime's registry,
+// once; later calls do nothing. Every function of this package that
+// counts calls it too. It is not done at init: the CLI commands link this
+// package through the controller but never count, and should not pay for
+// the registration at start.
+func Register() { registerOnce() }
+
+var registerOnce = sync.OnceFunc(func() {
 	ctrlmetrics.Registry.MustRegister(syncs, syncDuration, pulledBytes, registryRequests, blobCacheLookups, blobCacheEvictions, artifacts)
 	// Series that exist from the start, at zero, so that rates and alerts
 	// work before the first sync of each kind.
@@ -117,17 +126,19 @@ func init() {
 	for _, r := range []string{EvictionLRU, EvictionCorrupt} {
 		blobCacheEvictions.WithLabelValues(r)
 	}
-}
+})
 
 // ObserveSync records one sync: its result, the reason of the Ready
 // condition it left, and how long it took.
 func ObserveSync(result, reason string, d time.Duration) {
+	Register()
 	syncs.WithLabelValues(result, reason).Inc()
 	syncDuration.WithLabelValues(result).Observe(d.Seconds())
 }
 
 // AddPulledBytes counts n bytes of layer content pulled for output.
 func AddPulledBytes(output string, n int64) {
+	Register()
 	if n > 0 {
 		pulledBytes.WithLabelValues(output).Add(float64(n))
 	}
@@ -136,12 +147,14 @@ func AddPulledBytes(output string, n int64) {
 // ObserveBlobCacheLookup counts one lookup in the blob cache by result
 // (CacheHit, CacheMiss or CacheBypass).
 func ObserveBlobCacheLookup(result string) {
+	Register()
 	blobCacheLookups.WithLabelValues(result).Inc()
 }
 
 // ObserveBlobCacheEviction counts one blob removed from the blob cache by
 // reason (EvictionLRU or EvictionCorrupt).
 func ObserveBlobCacheEviction(reason string) {
+	Register()
 	blobCacheEvictions.WithLabelValues(reason).Inc()
 }
 
@@ -149,6 +162,7 @@ func ObserveBlobCacheEviction(reason string) {
 // ocisync_registry_requests_total; nil next means http.DefaultTransport.
 // The method needs no bounding: only ocisync's registry client chooses it.
 func InstrumentRoundTripper(next http.RoundTripper) http.RoundTripper {
+	Register()
 	if next == nil {
 		next = http.DefaultTransport
 	}
@@ -183,6 +197,7 @@ func (t *countingTransport) CloseIdleConnections() {
 // leader reports, so that summing over replicas counts each Artifact once.
 // A later call replaces the earlier.
 func ReportArtifacts(reader client.Reader, elected <-chan struct{}) {
+	Register()
 	artifacts.source.Store(&artifactSource{reader: reader, elected: elected})
 }
 
