@@ -14,13 +14,15 @@ import (
 	"syscall"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -235,11 +237,19 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// managerScheme holds every API type the manager reads or writes.
+// managerScheme holds every API type the manager reads or writes: Pods,
+// Secrets, ServiceAccounts and ConfigMaps (core), Jobs (batch), Leases
+// (coordination), Events (core and events) and Artifacts. Not all of
+// client-go's built-in types: registering those costs every manager start
+// thousands of allocations, and the scheme keeps them for its lifetime.
 func managerScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("cannot register the Kubernetes built-in API types: %w", err)
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, batchv1.AddToScheme, coordinationv1.AddToScheme, eventsv1.AddToScheme,
+	} {
+		if err := add(s); err != nil {
+			return nil, fmt.Errorf("cannot register the Kubernetes built-in API types: %w", err)
+		}
 	}
 	if err := ocisyncv1alpha1.AddToScheme(s); err != nil {
 		return nil, fmt.Errorf("cannot register the ocisync API types: %w", err)
