@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -220,16 +219,7 @@ func startShard(selector string) *shardManager {
 	}
 	Expect(r.SetupWithManager(mgr)).To(Succeed())
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed(), "run the shard's manager")
-	}()
-	DeferCleanup(func() {
-		cancel()
-		Eventually(done).WithTimeout(waitTimeout).Should(BeClosed(), "the shard's manager should stop when its context ends")
+	ctx := runManager(mgr, "the shard's manager", func() {
 		// SetupWithManager pointed ocisync_artifacts at this manager.
 		metrics.ReportArtifacts(mgrCache, mgrElected)
 	})

@@ -143,16 +143,28 @@ var _ = BeforeSuite(func() {
 	}
 	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
 
+	runManager(mgr, "the manager", nil)
+})
+
+// runManager starts mgr until the spec (or, from BeforeSuite, the suite)
+// ends; then stops it, waits for it, and runs stopped. It returns the
+// context mgr runs under.
+func runManager(mgr ctrl.Manager, what string, stopped func()) context.Context {
+	GinkgoHelper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer GinkgoRecover()
 		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed(), "run the manager")
+		Expect(mgr.Start(ctx)).To(Succeed(), "run %s", what)
 	}()
 	DeferCleanup(func() {
-		By("stopping the manager")
+		By("stopping " + what)
 		cancel()
-		Eventually(done).WithTimeout(waitTimeout).Should(BeClosed(), "the manager should stop when its context ends")
+		Eventually(done).WithTimeout(waitTimeout).Should(BeClosed(), "%s should stop when its context ends", what)
+		if stopped != nil {
+			stopped()
+		}
 	})
-})
+	return ctx
+}
