@@ -15,6 +15,9 @@
 //	OCISYNC_BENCH_REPOS     repositories the Artifacts are spread over (default 5)
 //	OCISYNC_BENCH_TOKEN_N   Artifacts of the token-auth run, 0 to skip it (default the smallest of OCISYNC_BENCH_N when that is set, else 0)
 //	OCISYNC_BENCH_CONCURRENT  comma-separated --concurrent values of the manager, each run for every count, when it has the flag (default 10, as the anchor)
+//	OCISYNC_BENCH_NOISE     Secrets (48 KiB, helm.sh/release.v1) and ConfigMaps (32 KiB) each of the cluster noise run, 0 to skip it (default 40)
+//	OCISYNC_BENCH_NOISE_NS  namespaces the noise is spread over (default 20 when OCISYNC_BENCH_NOISE is set, else 4)
+//	OCISYNC_BENCH_ONLY      run only this section: scale, token, blob or noise (default all)
 //	OCISYNC_BENCH_OUT       where to write the Markdown results (default: a temp file)
 //	OCISYNC_BENCH_PROFILE_DIR  where to keep the CPU and heap profiles of the manager (default: a temp folder)
 package bench
@@ -42,13 +45,16 @@ type config struct {
 	repos      int
 	concurrent []int
 	tokenN     int // Artifacts of the token-auth run; 0 skips it
+	noise      int // Secrets and ConfigMaps each of the noise run; 0 skips it
+	noiseNS    int // namespaces the noise is spread over
+	only       string
 	out        string
 	profileDir string
 }
 
 func loadConfig(t *testing.T) config {
 	t.Helper()
-	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}}
+	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}, noise: 40, noiseNS: 4}
 	for name, dst := range map[string]*[]int{"OCISYNC_BENCH_N": &c.counts, "OCISYNC_BENCH_CONCURRENT": &c.concurrent} {
 		v := os.Getenv(name)
 		if v == "" {
@@ -97,6 +103,24 @@ func loadConfig(t *testing.T) config {
 		}
 		c.tokenN = n
 	}
+	if v := os.Getenv("OCISYNC_BENCH_NOISE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			t.Fatalf("OCISYNC_BENCH_NOISE=%q: want a number of Secrets and of ConfigMaps, or 0 to skip the noise run", v)
+		}
+		c.noise, c.noiseNS = n, 20
+	}
+	if v := os.Getenv("OCISYNC_BENCH_NOISE_NS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("OCISYNC_BENCH_NOISE_NS=%q: want a positive number", v)
+		}
+		c.noiseNS = n
+	}
+	c.only = os.Getenv("OCISYNC_BENCH_ONLY")
+	if !slices.Contains([]string{"", "scale", "token", "blob", "noise"}, c.only) {
+		t.Fatalf("OCISYNC_BENCH_ONLY=%q: want scale, token, blob or noise", c.only)
+	}
 	c.profileDir = os.Getenv("OCISYNC_BENCH_PROFILE_DIR")
 	if c.profileDir == "" {
 		c.profileDir = t.TempDir()
@@ -115,7 +139,11 @@ func TestBench(t *testing.T) {
 	cfg := loadConfig(t)
 	rep := &report{cfg: cfg, started: time.Now()}
 	rep.machine, rep.versions = describeMachine(t)
+	run := func(section string) bool { return cfg.only == "" || cfg.only == section }
 	for _, n := range cfg.counts {
+		if !run("scale") {
+			break
+		}
 		for _, c := range cfg.concurrent {
 			t.Run(fmt.Sprintf("scale-%d-concurrent-%d", n, c), func(t *testing.T) {
 				res := runScale(t, cfg, n, c, false)
@@ -124,7 +152,7 @@ func TestBench(t *testing.T) {
 			})
 		}
 	}
-	if cfg.tokenN > 0 {
+	if cfg.tokenN > 0 && run("token") {
 		// One --concurrent value: the anchor's, or the first asked for.
 		t.Run(fmt.Sprintf("token-%d-concurrent-%d", cfg.tokenN, cfg.concurrent[0]), func(t *testing.T) {
 			res := runScale(t, cfg, cfg.tokenN, cfg.concurrent[0], true)
@@ -132,15 +160,24 @@ func TestBench(t *testing.T) {
 			checkScale(t, res)
 		})
 	}
-	t.Run("blob", func(t *testing.T) {
-		res := runBlob(t, cfg.blobSize)
-		rep.blob = &res
-		for _, p := range []pullResult{res.ocisync, res.oras} {
-			if p.seconds <= 0 || p.peakRSS <= 0 {
-				t.Errorf("%s pull measured %.3f s and %d bytes peak RSS, want both positive", p.tool, p.seconds, p.peakRSS)
+	if run("blob") {
+		t.Run("blob", func(t *testing.T) {
+			res := runBlob(t, cfg.blobSize)
+			rep.blob = &res
+			for _, p := range []pullResult{res.ocisync, res.oras} {
+				if p.seconds <= 0 || p.peakRSS <= 0 {
+					t.Errorf("%s pull measured %.3f s and %d bytes peak RSS, want both positive", p.tool, p.seconds, p.peakRSS)
+				}
 			}
-		}
-	})
+		})
+	}
+	if cfg.noise > 0 && run("noise") {
+		t.Run(fmt.Sprintf("noise-%d", cfg.noise), func(t *testing.T) {
+			res := runNoise(t, cfg)
+			rep.noise = &res
+			checkNoise(t, res)
+		})
+	}
 	if t.Failed() {
 		return
 	}
@@ -149,9 +186,18 @@ func TestBench(t *testing.T) {
 		t.Fatalf("writing the report %s: %v", cfg.out, err)
 	}
 	t.Logf("wrote %s", cfg.out)
-	wants := []string{"| Artifacts Ready", "| ocisync pull", "| oras pull", "kube-apiserver"}
-	if cfg.tokenN > 0 {
+	wants := []string{"kube-apiserver"}
+	if run("scale") {
+		wants = append(wants, "| Artifacts Ready")
+	}
+	if run("blob") {
+		wants = append(wants, "| ocisync pull", "| oras pull")
+	}
+	if cfg.tokenN > 0 && run("token") {
 		wants = append(wants, "## Token auth", "| Steady state: token requests per sync")
+	}
+	if cfg.noise > 0 && run("noise") {
+		wants = append(wants, "## Cluster noise", "| Manager peak RSS, growth with the noise", "| All Artifacts followed the push")
 	}
 	for _, want := range wants {
 		if !strings.Contains(md, want) {
@@ -186,5 +232,25 @@ func checkScale(t *testing.T, r scaleResult) {
 	// issuer is not what the registry sends the manager to.
 	if r.token && r.firstTokens.count("GET token")+r.firstTokens.count("POST token") == 0 {
 		t.Errorf("the token issuer granted no token on the first sync of %d Artifacts, want at least one: %v", r.n, r.firstTokens)
+	}
+}
+
+// checkNoise fails t when an Artifact did not sync or follow the push in
+// either noise run, and at full size when the noise grew the manager's
+// peak RSS by more than the target. At a smaller size the growth is
+// within what one run differs from the next: not asserted.
+func checkNoise(t *testing.T, r noiseResult) {
+	t.Helper()
+	for _, run := range []noiseRun{r.quiet, r.noisy} {
+		if run.readySeconds <= 0 || run.peakRSS <= 0 {
+			t.Errorf("noise %v: time to Ready %.3f s and peak RSS %d bytes, want both positive", run.noise, run.readySeconds, run.peakRSS)
+		}
+		if !run.followed {
+			t.Errorf("noise %v: not every Artifact followed the push (see the log above)", run.noise)
+		}
+	}
+	if r.secrets >= targetNoise && r.growth() > targetNoiseRSS {
+		t.Errorf("with %d Secrets and %d ConfigMaps of noise the manager's peak RSS grew by %.1f MiB (%.1f to %.1f MiB), want at most %d MiB",
+			r.secrets, r.configMaps, float64(r.growth())/mib, float64(r.quiet.peakRSS)/mib, float64(r.noisy.peakRSS)/mib, targetNoiseRSS/mib)
 	}
 }
