@@ -38,6 +38,7 @@ type report struct {
 	scale    []scaleResult
 	token    *scaleResult // the token-auth run, nil when skipped
 	blob     *blobResult
+	noise    *noiseResult // the cluster noise run, nil when skipped
 }
 
 // describeMachine returns the machine's and the tools' descriptions.
@@ -277,6 +278,42 @@ func (r *report) markdown() string {
 		p("| ocisync pull | %s | %.0f MiB/s | %.1f MiB | at least as fast as oras: %s (ratio %.2f); peak RSS < %d MiB: %s |",
 			rounds(bl.ocisync), mbps(bl.ocisync), float64(bl.ocisync.peakRSS)/mib, speed, ratio, targetRSS/mib, verdict(float64(bl.ocisync.peakRSS)/mib, targetRSS/mib, false, "MiB"))
 		p("| oras pull | %s | %.0f MiB/s | %.1f MiB | |", rounds(bl.oras), mbps(bl.oras), float64(bl.oras.peakRSS)/mib)
+	}
+	if nr := r.noise; nr != nil {
+		p("")
+		p("## Cluster noise")
+		p("")
+		p("%d Artifacts as in Scale (ConfigMap output), twice, each time on a fresh control plane and registry with a fresh manager: quiet, and with noise, Secrets of type `helm.sh/release.v1` (as Helm keeps release revisions) and ConfigMaps, of random content, in %d other namespaces.", nr.artifacts, nr.namespaces)
+		p("The noise is created before the manager starts, %d creates in flight, so the manager finds it when it lists at start-up. Once all Artifacts are Ready, a new version is pushed under the same tag to each repository;", noiseInFlight)
+		p("an Artifact has followed it when it is Ready for its generation with the new manifest digest. Peak RSS is the manager's VmHWM after that; its pprof endpoint is off.")
+		p("")
+		p("| Figure | Measured | Target | Verdict |")
+		p("|---|---|---|---|")
+		growth := float64(nr.growth()) / mib
+		growthVerdict := fmt.Sprintf("target is for %d Secrets and %d ConfigMaps", targetNoise, targetNoise)
+		if nr.secrets >= targetNoise && nr.configMaps >= targetNoise {
+			growthVerdict = verdict(growth, targetNoiseRSS/mib, false, "MiB")
+		}
+		yes := func(b bool) string {
+			if b {
+				return "yes"
+			}
+			return "no"
+		}
+		followVerdict := "met"
+		if !nr.noisy.followed || !nr.quiet.followed {
+			followVerdict = "missed"
+		}
+		p("| Artifacts | %d | | |", nr.artifacts)
+		p("| Noise Secrets | %d of %d KiB: %.1f MiB | %d of 48 KiB | |", nr.secrets, noiseSecretSize>>10, float64(nr.secrets*noiseSecretSize)/mib, targetNoise)
+		p("| Noise ConfigMaps | %d of %d KiB: %.1f MiB | %d of 32 KiB | |", nr.configMaps, noiseCMSize>>10, float64(nr.configMaps*noiseCMSize)/mib, targetNoise)
+		p("| Creating the noise | %.1f s | | |", nr.noisy.createSeconds)
+		p("| Manager peak RSS, quiet | %.1f MiB | | |", float64(nr.quiet.peakRSS)/mib)
+		p("| Manager peak RSS, with the noise | %.1f MiB | | |", float64(nr.noisy.peakRSS)/mib)
+		p("| Manager peak RSS, growth with the noise | %+.1f MiB | ≤ %d MiB | %s |", growth, targetNoiseRSS/mib, growthVerdict)
+		p("| All Artifacts followed the push | with the noise: %s (in %.2f s); quiet: %s (in %.2f s) | yes | %s |", yes(nr.noisy.followed), nr.noisy.followSeconds, yes(nr.quiet.followed), nr.quiet.followSeconds, followVerdict)
+		p("| Artifacts Ready, quiet | %.2f s | | |", nr.quiet.readySeconds)
+		p("| Artifacts Ready, with the noise | %.2f s | | |", nr.noisy.readySeconds)
 	}
 	return b.String()
 }
