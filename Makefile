@@ -115,12 +115,18 @@ BENCH_BLOB ?= 1Gi
 BENCH_INTERVAL ?= 10s
 # --concurrent values of the manager: the anchor's 10 and more workers.
 BENCH_CONCURRENT ?= 10,50
+# Secrets (48 KiB) and ConfigMaps (32 KiB) each of the cluster noise run,
+# 0 to skip it. To run one section alone (noise, scale, token or blob),
+# with the report in a temp file, not docs/benchmarks.md:
+#   eval "$$(make -s test-env)"; OCISYNC_BENCH_ONLY=noise OCISYNC_BENCH_NOISE=1500 \
+#   go test -count=1 -timeout 30m -run '^TestBench$$' -v ./test/bench
+BENCH_NOISE ?= 1500
 
 .PHONY: bench
 # Without the race detector: the counting proxy runs in the test process.
 bench: test-tools build ## Run the Go benchmarks, then the scale and big blob runs of test/bench, which write docs/benchmarks.md.
 	$(TEST_ENV) go test -run '^$$' -bench . ./...
-	$(TEST_ENV) OCISYNC_BENCH_N="$(BENCH_N)" OCISYNC_BENCH_BLOB="$(BENCH_BLOB)" OCISYNC_BENCH_INTERVAL="$(BENCH_INTERVAL)" OCISYNC_BENCH_CONCURRENT="$(BENCH_CONCURRENT)" \
+	$(TEST_ENV) OCISYNC_BENCH_N="$(BENCH_N)" OCISYNC_BENCH_BLOB="$(BENCH_BLOB)" OCISYNC_BENCH_INTERVAL="$(BENCH_INTERVAL)" OCISYNC_BENCH_CONCURRENT="$(BENCH_CONCURRENT)" OCISYNC_BENCH_NOISE="$(BENCH_NOISE)" \
 		OCISYNC_BENCH_OUT="$(abspath docs/benchmarks.md)" OCISYNC_BENCH_PROFILE_DIR="$(LOCALBIN)/bench-profiles" \
 		go test -count=1 -timeout 60m -run '^TestBench$$' -v ./test/bench
 
