@@ -132,9 +132,11 @@ func loadConfig(t *testing.T) config {
 	return c
 }
 
-// TestBench runs the scale runs and the big blob pull and writes the
-// report. It checks only that the harness measured something; whether the
-// targets are met is what the report says.
+// TestBench runs the scale runs, the big blob pull and the cluster noise
+// run (or the one OCISYNC_BENCH_ONLY names) and writes the report. It
+// checks only that the harness measured something; whether the targets
+// are met is what the report says, but for the noise run at full size,
+// whose target it checks.
 func TestBench(t *testing.T) {
 	cfg := loadConfig(t)
 	rep := &report{cfg: cfg, started: time.Now()}

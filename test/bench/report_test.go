@@ -283,7 +283,7 @@ func (r *report) markdown() string {
 		p("")
 		p("## Cluster noise")
 		p("")
-		p("%d Artifacts as in Scale (ConfigMap output), twice, each time on a fresh control plane and registry with a fresh manager: quiet, and with noise, Secrets of type `helm.sh/release.v1` (as Helm keeps release revisions) and ConfigMaps, of random content, in %d other namespaces.", nr.artifacts, nr.namespaces)
+		p("%d Artifacts as in Scale (ConfigMap output), twice on one control plane and registry, each time with a fresh manager and the Artifacts created anew (their ConfigMaps deleted in between): quiet, and with noise, Secrets of type `helm.sh/release.v1` (as Helm keeps release revisions) and ConfigMaps, of random content, in %d other namespaces.", nr.artifacts, nr.namespaces)
 		p("The noise is created before the manager starts, %d creates in flight, so the manager finds it when it lists at start-up. Once all Artifacts are Ready, a new version is pushed under the same tag to each repository;", noiseInFlight)
 		p("an Artifact has followed it when it is Ready for its generation with the new manifest digest. Peak RSS is the manager's VmHWM after that; its pprof endpoint is off.")
 		p("")
