@@ -124,7 +124,7 @@ BENCH_NOISE ?= 1500
 
 .PHONY: bench
 # Without the race detector: the counting proxy runs in the test process.
-bench: test-tools build ## Run the Go benchmarks, then the scale and big blob runs of test/bench, which write docs/benchmarks.md.
+bench: test-tools build ## Run the Go benchmarks, then the scale, big blob and cluster noise runs of test/bench, which write docs/benchmarks.md.
 	$(TEST_ENV) go test -run '^$$' -bench . ./...
 	$(TEST_ENV) OCISYNC_BENCH_N="$(BENCH_N)" OCISYNC_BENCH_BLOB="$(BENCH_BLOB)" OCISYNC_BENCH_INTERVAL="$(BENCH_INTERVAL)" OCISYNC_BENCH_CONCURRENT="$(BENCH_CONCURRENT)" OCISYNC_BENCH_NOISE="$(BENCH_NOISE)" \
 		OCISYNC_BENCH_OUT="$(abspath docs/benchmarks.md)" OCISYNC_BENCH_PROFILE_DIR="$(LOCALBIN)/bench-profiles" \
