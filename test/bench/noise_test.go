@@ -16,13 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ocisyncv1alpha1 "github.com/ocisync/ocisync/api/v1alpha1"
-	"github.com/ocisync/ocisync/test/controlplane"
 	registrytest "github.com/ocisync/ocisync/test/registry"
 )
 
@@ -67,21 +63,7 @@ func runNoise(t *testing.T, cfg config) noiseResult {
 	bin := registrytest.BinaryFromEnv(t, registrytest.EnvOcisync)
 	repos := min(cfg.repos, noiseArtifacts)
 
-	cp := controlplane.Start(t)
-	kubeconfig := cp.WriteKubeconfig(t, "ocisync-bench-admin")
-	rc := rest.CopyConfig(cp.Config)
-	rc.QPS, rc.Burst = 1000, 2000
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := ocisyncv1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.NewWithWatch(rc, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatalf("creating a client for the test cluster: %v", err)
-	}
+	kubeconfig, _, k8s := startControlPlane(t)
 	reg := registrytest.Start(t, registrytest.Options{})
 	proxy := startProxy(t, reg.URL)
 	pushRepos(t, reg, repos)
@@ -107,14 +89,7 @@ func runNoise(t *testing.T, cfg config) noiseResult {
 		}
 		mgr := startManager(t, bin, kubeconfig, metricsAddr, args)
 		start := time.Now()
-		timeout := 2 * time.Minute
-		select {
-		case <-ready:
-		case <-mgr.exited:
-			t.Fatalf("the manager exited before all %d Artifacts were Ready; its log:\n%s", noiseArtifacts, mgr.logTail())
-		case <-time.After(timeout):
-			t.Fatalf("not all %d Artifacts were Ready within %s; manager log:\n%s", noiseArtifacts, timeout, mgr.logTail())
-		}
+		waitAllReady(t, mgr, ready, noiseArtifacts, 2*time.Minute)
 		run.readySeconds = time.Since(start).Seconds()
 
 		// A new version under the same tag: each Artifact must follow it

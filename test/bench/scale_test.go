@@ -80,22 +80,7 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 	bin := registrytest.BinaryFromEnv(t, registrytest.EnvOcisync)
 	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: cfg.interval, firstByRes: map[string]int{}, steadyByRes: map[string]int{}, token: token}
 
-	cp := controlplane.Start(t)
-	kubeconfig := cp.WriteKubeconfig(t, "ocisync-bench-admin")
-	// The harness's own client must not be what limits the run.
-	rc := rest.CopyConfig(cp.Config)
-	rc.QPS, rc.Burst = 1000, 2000
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := ocisyncv1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.NewWithWatch(rc, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatalf("creating a client for the test cluster: %v", err)
-	}
+	kubeconfig, rc, k8s := startControlPlane(t)
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatalf("creating a clientset for the test cluster: %v", err)
@@ -146,14 +131,7 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 		// state, which is idle but for the polls.
 		cpuProfile = fetchProfile(t, pprofAddr, fmt.Sprintf("profile?seconds=%d", int((2*cfg.interval).Seconds())))
 	}
-	timeout := 2*time.Minute + time.Duration(n)*100*time.Millisecond
-	select {
-	case <-ready:
-	case <-mgr.exited:
-		t.Fatalf("the manager exited before all %d Artifacts were Ready; its log:\n%s", n, mgr.logTail())
-	case <-time.After(timeout):
-		t.Fatalf("not all %d Artifacts were Ready within %s; manager log:\n%s", n, timeout, mgr.logTail())
-	}
+	waitAllReady(t, mgr, ready, n, 2*time.Minute+time.Duration(n)*100*time.Millisecond)
 	res.readySeconds = time.Since(start).Seconds()
 	res.cpuAtReady = procCPUSeconds(t, mgr.pid())
 	w1 := apiWrites(t, cs)
@@ -736,5 +714,41 @@ func TestTokenCounts(t *testing.T) {
 	})
 	if want := "GET token 2, GET token (401) 1, POST token 1"; got.String() != want {
 		t.Errorf("tokenCounts = %q, want %q", got, want)
+	}
+}
+
+// startControlPlane starts etcd and kube-apiserver for one run and
+// returns a kubeconfig for the manager, and the harness's own config and
+// client, whose rate limits are raised so that they never limit the run.
+func startControlPlane(t *testing.T) (string, *rest.Config, client.WithWatch) {
+	t.Helper()
+	cp := controlplane.Start(t)
+	kubeconfig := cp.WriteKubeconfig(t, "ocisync-bench-admin")
+	rc := rest.CopyConfig(cp.Config)
+	rc.QPS, rc.Burst = 1000, 2000
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := ocisyncv1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	k8s, err := client.NewWithWatch(rc, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatalf("creating a client for the test cluster: %v", err)
+	}
+	return kubeconfig, rc, k8s
+}
+
+// waitAllReady waits for ready (watchReady of n Artifacts), failing the
+// run with the manager's log when it exits or timeout passes first.
+func waitAllReady(t *testing.T, mgr *manager, ready <-chan struct{}, n int, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-ready:
+	case <-mgr.exited:
+		t.Fatalf("the manager exited before all %d Artifacts were Ready; its log:\n%s", n, mgr.logTail())
+	case <-time.After(timeout):
+		t.Fatalf("not all %d Artifacts were Ready within %s; manager log:\n%s", n, timeout, mgr.logTail())
 	}
 }
