@@ -9,8 +9,13 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/test/controlplane"
 	registrytest "github.com/ocisync/ocisync/test/registry"
 )
@@ -44,3 +49,17 @@ var _ = BeforeSuite(func() {
 	// kubeconfig file, like a user's.
 	kubeconfig = cp.WriteKubeconfig(GinkgoT(), "ocisync-test-admin")
 })
+
+// newClient is a client of the suite's API server, as admin, that knows
+// the built-in kinds and Artifacts.
+func newClient() client.Client {
+	GinkgoHelper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}

@@ -13,10 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
@@ -32,13 +29,7 @@ var _ = Describe("two managers with --watch-label-selector", func() {
 		ref := reg.Ref("shards/app", "v1")
 		digest := registrytest.Ocisync(GinkgoT()).MustRun(GinkgoT(), append(append([]string{"push"}, reg.OcisyncFlags("")...), ref, src)...).LastLine()
 
-		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		Expect(err).NotTo(HaveOccurred())
-		scheme := runtime.NewScheme()
-		Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-		Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
-		c, err := client.New(cfg, client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
+		c := newClient()
 		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "shards-"}}
 		Expect(c.Create(ctx, nsObj)).To(Succeed())
 		ns := nsObj.Name
