@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-func TestManagerRefusesBadLimits(t *testing.T) {
+// TestManagerRefusesBadFlags: a bad limit or scope stops the manager with
+// one line on stderr and exit code 2.
+func TestManagerRefusesBadFlags(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -16,6 +18,14 @@ func TestManagerRefusesBadLimits(t *testing.T) {
 		{[]string{"--concurrent=-3"}, "--concurrent is -3; give at least 1"},
 		{[]string{"--registry-max-inflight=0"}, "--registry-max-inflight is 0; give at least 1"},
 		{[]string{"--concurrent=ten"}, "invalid value"},
+		{[]string{"--watch-label-selector=ocisync.io/shard=a=b"}, `--watch-label-selector "ocisync.io/shard=a=b" is not a label selector`},
+		{[]string{"--watch-label-selector=a b"}, `--watch-label-selector "a b" is not a label selector`},
+		{[]string{"--watch-label-selector=shard in (a"}, "is not a label selector"},
+		{[]string{"--watch-label-selector=ocisync.io/artifact=app"}, "names the label ocisync.io/artifact, which ocisync sets on outputs itself"},
+		{[]string{"--watch-namespaces=Team-A"}, `--watch-namespaces "Team-A": "Team-A" is not a namespace name`},
+		{[]string{"--watch-namespaces=a,,b"}, `--watch-namespaces "a,,b": "" is not a namespace name`},
+		{[]string{"--watch-namespaces=a,b/c"}, `"b/c" is not a namespace name`},
+		{[]string{"--watch-namespaces=" + strings.Repeat("n", 64)}, "is not a namespace name"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			// No cluster is needed: flags are checked before one is sought.
@@ -27,6 +37,9 @@ func TestManagerRefusesBadLimits(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("stderr %q does not say %q", stderr.String(), tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(stderr.String()), "\n"); n > 0 {
+				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr.String())
 			}
 		})
 	}
@@ -41,37 +54,6 @@ func TestManagerHelpExplainsLimits(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("ocisync manager -h does not mention %q:\n%s", want, stdout.String())
 		}
-	}
-}
-
-func TestManagerRefusesBadScope(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--watch-label-selector=ocisync.io/shard=a=b"}, `--watch-label-selector "ocisync.io/shard=a=b" is not a label selector`},
-		{[]string{"--watch-label-selector=a b"}, `--watch-label-selector "a b" is not a label selector`},
-		{[]string{"--watch-label-selector=shard in (a"}, "is not a label selector"},
-		{[]string{"--watch-label-selector=ocisync.io/artifact=app"}, "names the label ocisync.io/artifact, which ocisync sets on outputs itself"},
-		{[]string{"--watch-namespaces=Team-A"}, `--watch-namespaces "Team-A": "Team-A" is not a namespace name`},
-		{[]string{"--watch-namespaces=a,,b"}, `--watch-namespaces "a,,b": "" is not a namespace name`},
-		{[]string{"--watch-namespaces=a,b/c"}, `"b/c" is not a namespace name`},
-		{[]string{"--watch-namespaces=" + strings.Repeat("n", 64)}, "is not a namespace name"},
-	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			t.Setenv("KUBECONFIG", t.TempDir()+"/missing")
-			var stdout, stderr bytes.Buffer
-			code := Run(append([]string{"manager"}, tc.args...), &stdout, &stderr)
-			if code != 2 {
-				t.Errorf("exit code %d; want 2 (stderr %q)", code, stderr.String())
-			}
-			if !strings.Contains(stderr.String(), tc.want) {
-				t.Errorf("stderr %q does not say %q", stderr.String(), tc.want)
-			}
-			if n := strings.Count(strings.TrimSpace(stderr.String()), "\n"); n > 0 {
-				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr.String())
-			}
-		})
 	}
 }
 
