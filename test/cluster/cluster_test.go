@@ -3,6 +3,7 @@ package clustertest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -225,5 +226,25 @@ func TestFailedStart(t *testing.T) {
 	}
 	if after := clusterTraces(t); len(after) > len(before) {
 		t.Errorf("a failed start left:\nbefore: %v\nafter:  %v", before, after)
+	}
+}
+
+// TestNodeDepsNeedsRoot runs the host check as an unprivileged user, as
+// make test on a machine without root would: it must fail with one line
+// that says what is missing and what to do, not skip.
+func TestNodeDepsNeedsRoot(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatalf("setpriv (util-linux) is needed to run the check as another user: %v", err)
+	}
+	script := filepath.Join(filepath.Dir(Script()), "node-deps.sh")
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", script, "--check")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("hack/node-deps.sh --check as nobody: %v, want exit code 1\n%s", err, out)
+	}
+	msg := strings.TrimSpace(string(out))
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "needs root") || !strings.Contains(msg, "run make test as root") {
+		t.Errorf("want one line saying root is needed and what to do, got:\n%s", msg)
 	}
 }
