@@ -110,7 +110,7 @@ test-unit: ## Run only the unit tests under internal/ (no tools needed; skips th
 # blob size and the Artifacts' interval, which is also the steady-state
 # window. E.g. make bench BENCH_N=100 BENCH_BLOB=64Mi for a quick run. The
 # manager's CPU and heap profiles are kept in bin/bench-profiles.
-BENCH_N ?= 100,1000
+BENCH_N ?= 100,1000,10000
 BENCH_BLOB ?= 1Gi
 BENCH_INTERVAL ?= 10s
 # --concurrent values of the manager: the anchor's 10 and more workers.
@@ -121,12 +121,17 @@ BENCH_CONCURRENT ?= 10,50
 #   eval "$$(make -s test-env)"; OCISYNC_BENCH_ONLY=noise OCISYNC_BENCH_NOISE=1500 \
 #   go test -count=1 -timeout 30m -run '^TestBench$$' -v ./test/bench
 BENCH_NOISE ?= 1500
+# Artifacts of the shard run (two managers) and of the run that creates
+# them while the manager runs, beside Flux source-controller (make flux).
+BENCH_SHARD_N ?= 2000
+BENCH_CREATE_N ?= 1000
 
 .PHONY: bench
 # Without the race detector: the counting proxy runs in the test process.
 bench: test-tools build ## Run the Go benchmarks, then the scale, big blob and cluster noise runs of test/bench, which write docs/benchmarks.md.
 	$(TEST_ENV) go test -run '^$$' -bench . ./...
 	$(TEST_ENV) OCISYNC_BENCH_N="$(BENCH_N)" OCISYNC_BENCH_BLOB="$(BENCH_BLOB)" OCISYNC_BENCH_INTERVAL="$(BENCH_INTERVAL)" OCISYNC_BENCH_CONCURRENT="$(BENCH_CONCURRENT)" OCISYNC_BENCH_NOISE="$(BENCH_NOISE)" \
+		OCISYNC_BENCH_SHARD_N="$(BENCH_SHARD_N)" OCISYNC_BENCH_CREATE_N="$(BENCH_CREATE_N)" OCISYNC_BENCH_FLUX="$(abspath $(FLUX_SOURCE_CONTROLLER))" \
 		OCISYNC_BENCH_OUT="$(abspath docs/benchmarks.md)" OCISYNC_BENCH_PROFILE_DIR="$(LOCALBIN)/bench-profiles" \
 		go test -count=1 -timeout 60m -run '^TestBench$$' -v ./test/bench
 

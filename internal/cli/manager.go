@@ -155,6 +155,17 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	// one; its lines must be JSON too, or they break a JSON log.
 	klog.SetLogger(logger)
 	setupLog := ctrl.Log.WithName("setup")
+	if gc, limit := osMemoryTuning(); gc >= 0 || limit >= 0 {
+		// What the manager chose where the environment chose nothing.
+		var kv []any
+		if gc >= 0 {
+			kv = append(kv, "GOGC", gc)
+		}
+		if limit >= 0 {
+			kv = append(kv, "GOMEMLIMIT", limit)
+		}
+		setupLog.Info("memory settings", kv...)
+	}
 
 	scheme, err := managerScheme()
 	if err != nil {

@@ -70,9 +70,19 @@ var _ = Describe("The manager's cache", func() {
 		withCredentials(&spec)
 		createArtifact(ns, spec)
 		waitReady(ns, desc.Digest)
+		cached := &corev1.ConfigMap{}
 		Eventually(func() error {
-			return mgrCache.Get(bg, types.NamespacedName{Namespace: ns, Name: configMapName}, &corev1.ConfigMap{})
+			return mgrCache.Get(bg, types.NamespacedName{Namespace: ns, Name: configMapName}, cached)
 		}).Should(Succeed(), "the cache holds the Artifact's output")
+
+		By("holding the output's checksum, not its content")
+		Expect(cached.Data).To(BeEmpty())
+		Expect(cached.BinaryData).To(BeEmpty())
+		Expect(cached.Annotations).To(HaveKeyWithValue(annotationObservedChecksum, cached.Annotations[annotationChecksum]))
+		live := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(bg, client.ObjectKeyFromObject(cached), live)).To(Succeed())
+		Expect(live.Data).To(HaveKeyWithValue("a.txt", "a\n"), "the output itself keeps its content")
+		Expect(live.Annotations).NotTo(HaveKey(annotationObservedChecksum), "the cache's annotation is never written")
 
 		By("holding no ConfigMap that is not an output")
 		for _, cm := range []*corev1.ConfigMap{tenantConfig, stray} {

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
@@ -26,6 +27,32 @@ const maxConfigMapBytes = 1 << 20
 // wrote it, so that an edit by someone else is noticed without
 // downloading anything.
 const annotationChecksum = "ocisync.io/checksum"
+
+// annotationObservedChecksum is set on the cache's copies of output
+// ConfigMaps only, never written: the cache keeps the checksum of the
+// content it saw instead of the content, up to 1 MiB per output, which
+// the reconciler never reads back (trimForCache).
+const annotationObservedChecksum = "ocisync.io/observed-checksum"
+
+// observedChecksum is the checksum of cm's content: the one the cache
+// recorded when it dropped the content, or else computed from it.
+func observedChecksum(cm *corev1.ConfigMap) string {
+	if sum, ok := cm.Annotations[annotationObservedChecksum]; ok {
+		return sum
+	}
+	return contentChecksum(cm)
+}
+
+// trimConfigMap turns a cached output ConfigMap into its checksum: the
+// content goes, the checksum of what it was stays (observedChecksum).
+func trimConfigMap(cm *corev1.ConfigMap) {
+	sum := contentChecksum(cm)
+	cm.Data, cm.BinaryData = nil, nil
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	cm.Annotations[annotationObservedChecksum] = sum
+}
 
 // file is one selected layer with its verified content.
 type file struct {
@@ -155,7 +182,7 @@ func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.
 	if err != nil || !exists {
 		return false, err
 	}
-	if cm.Annotations[v1alpha1.AnnotationDigest] != digest || cm.Annotations[annotationChecksum] != contentChecksum(cm) {
+	if cm.Annotations[v1alpha1.AnnotationDigest] != digest || cm.Annotations[annotationChecksum] != observedChecksum(cm) {
 		return false, nil
 	}
 	labelled := cm.DeepCopy()
@@ -169,7 +196,9 @@ func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.
 		changed = true
 	}
 	if changed {
-		if err := r.Update(ctx, labelled); err != nil {
+		// A patch of the labels alone: the cached copy has no content to
+		// send back, and one read from the API server needs none sent.
+		if err := r.Patch(ctx, labelled, client.MergeFrom(cm)); err != nil {
 			return false, transient(v1alpha1.ReasonOutputFailed, "labelling ConfigMap %q as this Artifact's output: %w", cm.Name, err)
 		}
 	}
@@ -198,6 +227,7 @@ func (r *ArtifactReconciler) publishConfigMap(ctx context.Context, obj *v1alpha1
 	}
 	updated := current.DeepCopy()
 	updated.Data, updated.BinaryData = desired.Data, desired.BinaryData
+	delete(updated.Annotations, annotationObservedChecksum)
 	updated.OwnerReferences = desired.OwnerReferences
 	if updated.Labels == nil {
 		updated.Labels = map[string]string{}

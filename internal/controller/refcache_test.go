@@ -194,16 +194,37 @@ func TestTrimForCache(t *testing.T) {
 		t.Errorf("metadata kept %+v, want only %+v", got.ObjectMeta, want)
 	}
 
-	// A typed object keeps what an update from the cache must write back.
-	cm := &corev1.ConfigMap{ObjectMeta: *meta.DeepCopy(), Data: map[string]string{"k": "v"}}
-	out, err = trimForCache(cm)
+	// An output ConfigMap keeps what an update from the cache must write
+	// back, and its content only as the checksum of it.
+	cm := &corev1.ConfigMap{ObjectMeta: *meta.DeepCopy(), Data: map[string]string{"k": "v"}, BinaryData: map[string][]byte{"b": {0xff}}}
+	sum := contentChecksum(cm)
+	out, err = trimForCache(cm.DeepCopy())
 	if err != nil {
 		t.Fatal(err)
 	}
 	kept := out.(*corev1.ConfigMap)
 	wantCM := meta.DeepCopy()
 	wantCM.ManagedFields = nil
-	if !equality.Semantic.DeepEqual(kept.ObjectMeta, *wantCM) || kept.Data["k"] != "v" {
-		t.Errorf("ConfigMap kept %+v, want all but managed fields", kept)
+	wantCM.Annotations[annotationObservedChecksum] = sum
+	if !equality.Semantic.DeepEqual(kept.ObjectMeta, *wantCM) || kept.Data != nil || kept.BinaryData != nil {
+		t.Errorf("ConfigMap kept %+v, want all metadata but managed fields, the content's checksum, and no content", kept)
+	}
+	if got := observedChecksum(kept); got != sum {
+		t.Errorf("observedChecksum of the cached copy = %q, want the content's %q", got, sum)
+	}
+	if got := observedChecksum(cm); got != sum {
+		t.Errorf("observedChecksum of a copy read from the API server = %q, want %q", got, sum)
+	}
+
+	// An Artifact loses kubectl's copy of its spec, and nothing else.
+	art := &v1alpha1.Artifact{ObjectMeta: *meta.DeepCopy()}
+	art.Annotations[v1alpha1.AnnotationReconcileRequestedAt] = "now"
+	out, err = trimForCache(art)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trimmed := out.(*v1alpha1.Artifact)
+	if _, ok := trimmed.Annotations[corev1.LastAppliedConfigAnnotation]; ok || trimmed.Annotations[v1alpha1.AnnotationReconcileRequestedAt] != "now" || trimmed.ManagedFields != nil || trimmed.Labels["l"] != "v" {
+		t.Errorf("Artifact kept %+v, want its metadata but kubectl's last-applied annotation and managed fields", trimmed.ObjectMeta)
 	}
 }

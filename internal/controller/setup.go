@@ -102,20 +102,28 @@ func ClientOptions() client.Options {
 }
 
 // trimForCache drops from every object the manager caches what the
-// reconciler never reads: managed fields, and of the objects watched as
-// metadata everything but what identifies them. Their annotations could
-// hold a whole Secret (kubectl apply's last-applied-configuration).
-// Typed objects keep their labels and annotations: an output ConfigMap is
-// updated from its cached copy, which must not lose them.
+// reconciler never reads: managed fields; of the objects watched as
+// metadata everything but what identifies them (their annotations could
+// hold a whole Secret: kubectl apply's last-applied-configuration); of
+// Artifacts that annotation, a copy of the spec; and of output ConfigMaps
+// their content, for its checksum (trimConfigMap). Other labels and
+// annotations stay: an output ConfigMap is updated from its cached copy,
+// which must not lose them.
 func trimForCache(in any) (any, error) {
-	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
-		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-			Namespace:         m.Namespace,
-			Name:              m.Name,
-			UID:               m.UID,
-			ResourceVersion:   m.ResourceVersion,
-			DeletionTimestamp: m.DeletionTimestamp,
+	switch o := in.(type) {
+	case *metav1.PartialObjectMetadata:
+		return &metav1.PartialObjectMetadata{TypeMeta: o.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+			Namespace:         o.Namespace,
+			Name:              o.Name,
+			UID:               o.UID,
+			ResourceVersion:   o.ResourceVersion,
+			DeletionTimestamp: o.DeletionTimestamp,
 		}}, nil
+	case *corev1.ConfigMap:
+		trimConfigMap(o)
+	case *v1alpha1.Artifact:
+		// Only the status is ever written from the cached copy.
+		delete(o.Annotations, corev1.LastAppliedConfigAnnotation)
 	}
 	return cache.TransformStripManagedFields()(in)
 }
@@ -200,7 +208,7 @@ var outputDrift = predicate.Funcs{
 	CreateFunc: func(event.CreateEvent) bool { return false },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		cm, ok := e.ObjectNew.(*corev1.ConfigMap)
-		return !ok || cm.Annotations[annotationChecksum] != contentChecksum(cm)
+		return !ok || cm.Annotations[annotationChecksum] != observedChecksum(cm)
 	},
 }
 

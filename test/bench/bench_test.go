@@ -17,7 +17,11 @@
 //	OCISYNC_BENCH_CONCURRENT  comma-separated --concurrent values of the manager, each run for every count, when it has the flag (default 10, as the anchor)
 //	OCISYNC_BENCH_NOISE     Secrets (48 KiB, helm.sh/release.v1) and ConfigMaps (32 KiB) each of the cluster noise run, 0 to skip it (default 40)
 //	OCISYNC_BENCH_NOISE_NS  namespaces the noise is spread over (default 20 when OCISYNC_BENCH_NOISE is set, else 4)
-//	OCISYNC_BENCH_ONLY      run only this section: scale, token, blob or noise (default all)
+//	OCISYNC_BENCH_SHARD_N   Artifacts of the shard run, split between two managers, 0 to skip it (default 40)
+//	OCISYNC_BENCH_CREATE_N  Artifacts created while the manager runs, 0 to skip that run (default 20)
+//	OCISYNC_BENCH_FLUX      Flux source-controller's binary (make flux), for the same run with OCIRepositories side by side; unset: ocisync alone
+//	OCISYNC_BENCH_FLUX_CRDS the folder of its CRDs (default crds beside the binary)
+//	OCISYNC_BENCH_ONLY      run only this section: scale, token, blob, noise, shard or create (default all)
 //	OCISYNC_BENCH_OUT       where to write the Markdown results (default: a temp file)
 //	OCISYNC_BENCH_PROFILE_DIR  where to keep the CPU and heap profiles of the manager (default: a temp folder)
 package bench
@@ -44,9 +48,13 @@ type config struct {
 	interval   time.Duration
 	repos      int
 	concurrent []int
-	tokenN     int // Artifacts of the token-auth run; 0 skips it
-	noise      int // Secrets and ConfigMaps each of the noise run; 0 skips it
-	noiseNS    int // namespaces the noise is spread over
+	tokenN     int    // Artifacts of the token-auth run; 0 skips it
+	noise      int    // Secrets and ConfigMaps each of the noise run; 0 skips it
+	noiseNS    int    // namespaces the noise is spread over
+	shardN     int    // Artifacts of the shard run; 0 skips it
+	createN    int    // Artifacts created while the manager runs; 0 skips it
+	flux       string // Flux source-controller's binary, "" for none
+	fluxCRDs   string
 	only       string
 	out        string
 	profileDir string
@@ -54,7 +62,7 @@ type config struct {
 
 func loadConfig(t *testing.T) config {
 	t.Helper()
-	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}, noise: 40, noiseNS: 4}
+	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}, noise: 40, noiseNS: 4, shardN: 40, createN: 20}
 	for name, dst := range map[string]*[]int{"OCISYNC_BENCH_N": &c.counts, "OCISYNC_BENCH_CONCURRENT": &c.concurrent} {
 		v := os.Getenv(name)
 		if v == "" {
@@ -117,9 +125,29 @@ func loadConfig(t *testing.T) config {
 		}
 		c.noiseNS = n
 	}
+	for name, dst := range map[string]*int{"OCISYNC_BENCH_SHARD_N": &c.shardN, "OCISYNC_BENCH_CREATE_N": &c.createN} {
+		if v := os.Getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n%2 != 0 {
+				t.Fatalf("%s=%q: want an even number of Artifacts, or 0 to skip the run", name, v)
+			}
+			*dst = n
+		}
+	}
+	if c.flux = os.Getenv("OCISYNC_BENCH_FLUX"); c.flux != "" {
+		c.fluxCRDs = os.Getenv("OCISYNC_BENCH_FLUX_CRDS")
+		if c.fluxCRDs == "" {
+			c.fluxCRDs = filepath.Join(filepath.Dir(c.flux), "crds")
+		}
+		for _, p := range []string{c.flux, c.fluxCRDs} {
+			if _, err := os.Stat(p); err != nil {
+				t.Fatalf("OCISYNC_BENCH_FLUX=%q: %v; run make flux to build Flux source-controller, or unset it", c.flux, err)
+			}
+		}
+	}
 	c.only = os.Getenv("OCISYNC_BENCH_ONLY")
-	if !slices.Contains([]string{"", "scale", "token", "blob", "noise"}, c.only) {
-		t.Fatalf("OCISYNC_BENCH_ONLY=%q: want scale, token, blob or noise", c.only)
+	if !slices.Contains([]string{"", "scale", "token", "blob", "noise", "shard", "create"}, c.only) {
+		t.Fatalf("OCISYNC_BENCH_ONLY=%q: want scale, token, blob, noise, shard or create", c.only)
 	}
 	c.profileDir = os.Getenv("OCISYNC_BENCH_PROFILE_DIR")
 	if c.profileDir == "" {
@@ -180,6 +208,20 @@ func TestBench(t *testing.T) {
 			checkNoise(t, res)
 		})
 	}
+	if cfg.shardN > 0 && run("shard") {
+		t.Run(fmt.Sprintf("shard-%d", cfg.shardN), func(t *testing.T) {
+			res := runShard(t, cfg, cfg.shardN)
+			rep.shard = &res
+			checkShard(t, res)
+		})
+	}
+	if cfg.createN > 0 && run("create") {
+		t.Run(fmt.Sprintf("create-%d", cfg.createN), func(t *testing.T) {
+			res := runCreate(t, cfg, cfg.createN)
+			rep.create = &res
+			checkCreate(t, res)
+		})
+	}
 	if t.Failed() {
 		return
 	}
@@ -201,6 +243,12 @@ func TestBench(t *testing.T) {
 	}
 	if cfg.noise > 0 && run("noise") {
 		wants = append(wants, "## Cluster noise", "| Manager peak RSS, growth with the noise", "| All Artifacts followed the push")
+	}
+	if cfg.shardN > 0 && run("shard") {
+		wants = append(wants, "## Shards", "| Artifacts cached and published")
+	}
+	if cfg.createN > 0 && run("create") {
+		wants = append(wants, "## Created while running", "| ocisync, median")
 	}
 	for _, want := range wants {
 		if !strings.Contains(md, want) {
@@ -235,6 +283,17 @@ func checkScale(t *testing.T, r scaleResult) {
 	// issuer is not what the registry sends the manager to.
 	if r.token && r.firstTokens.count("GET token")+r.firstTokens.count("POST token") == 0 {
 		t.Errorf("the token issuer granted no token on the first sync of %d Artifacts, want at least one: %v", r.n, r.firstTokens)
+	}
+}
+
+// checkCreate fails t when a round measured nothing plausible.
+func checkCreate(t *testing.T, r createResult) {
+	t.Helper()
+	for _, rd := range r.rounds {
+		if rd.readySeconds <= 0 || rd.peakRSS <= 0 || rd.registry.total() < r.n || rd.writes < r.n {
+			t.Errorf("%s round: Ready in %.3f s, peak RSS %d bytes, %d registry requests and %d API writes for %d objects, want all positive and at least one request and write each",
+				rd.tool, rd.readySeconds, rd.peakRSS, rd.registry.total(), rd.writes, r.n)
+		}
 	}
 }
 

@@ -39,6 +39,8 @@ type report struct {
 	token    *scaleResult // the token-auth run, nil when skipped
 	blob     *blobResult
 	noise    *noiseResult // the cluster noise run, nil when skipped
+	shard    *shardResult // the shard run, nil when skipped
+	create   *createResult
 }
 
 // describeMachine returns the machine's and the tools' descriptions.
@@ -141,7 +143,7 @@ func (r *report) markdown() string {
 	p("")
 	p("## Scale")
 	p("")
-	p("N Artifacts with a small ConfigMap output each, spread over %d repositories (one small layer each), `spec.interval` %s.", r.cfg.repos, r.cfg.interval)
+	p("N Artifacts with a small ConfigMap output each, spread over %d repositories (one small layer each), `spec.interval` %s, or 10 ms per Artifact when that is longer (so that the steady state's polls stay within what two cores serve).", r.cfg.repos, r.cfg.interval)
 	p("They are created before the manager starts; the clock runs from the manager's start until the last one is Ready for its generation (a watch sees it).")
 	p("Registry requests are counted by the proxy by method and endpoint; API writes are `apiserver_request_total` of the verbs POST, PUT, PATCH, DELETE and APPLY, leases left out (the API server renews its own).")
 	p("The steady state is one interval, after one interval of settling, with nothing changed; syncs are the manager's `ocisync_artifact_syncs_total`.")
@@ -314,6 +316,71 @@ func (r *report) markdown() string {
 		p("| All Artifacts followed the push | with the noise: %s (in %.2f s); quiet: %s (in %.2f s) | yes | %s |", yes(nr.noisy.followed), nr.noisy.followSeconds, yes(nr.quiet.followed), nr.quiet.followSeconds, followVerdict)
 		p("| Artifacts Ready, quiet | %.2f s | | |", nr.quiet.readySeconds)
 		p("| Artifacts Ready, with the noise | %.2f s | | |", nr.noisy.readySeconds)
+	}
+	if sr := r.shard; sr != nil {
+		p("")
+		p("## Shards")
+		p("")
+		p("%d Artifacts as in Scale (`--concurrent=%d`, `spec.interval` %s), labelled `%s=a` (even) or `=b` (odd), on one control plane and registry, three times in namespaces of their own that each manager watches alone (`--watch-namespaces`):", sr.n, r.cfg.concurrent[0], sr.interval, shardLabel)
+		p("a manager with no Artifacts (idle); one manager over %d Artifacts; and two managers at once over %d others, with `--watch-label-selector=%s=a` and `=b`.", sr.n, sr.n, shardLabel)
+		p("Cached is the manager's `ocisync_artifacts` gauge (what its cache holds), published its `ocisync_artifact_syncs_total{result=\"published\"}`: each Artifact is published once, by the manager that should.")
+		p("Live heap is `go_memstats_heap_alloc_bytes` right after a garbage collection forced through the pprof endpoint, once all were Ready and one interval passed; a manager's memory for its Artifacts is its live heap beyond the idle manager's (%.1f MiB, peak RSS %.1f MiB).", float64(sr.idleHeap)/mib, float64(sr.idleRSS)/mib)
+		p("")
+		p("| Figure | One manager | Shard a | Shard b | Target | Verdict |")
+		p("|---|---|---|---|---|---|")
+		sa, sb := sr.shards[0], sr.shards[1]
+		half := sr.n / 2
+		ownVerdict := "met"
+		if sr.one.cached != sr.n || sr.one.published != sr.n || sa.cached != half || sa.published != half || sb.cached != half || sb.published != half {
+			ownVerdict = "missed"
+		}
+		p("| Artifacts cached and published | %d, %d | %d, %d | %d, %d | each shard exactly its own %d, none twice | %s |", sr.one.cached, sr.one.published, sa.cached, sa.published, sb.cached, sb.published, half, ownVerdict)
+		p("| All Ready | %.2f s | %.2f s (both) | | | |", sr.oneReady, sr.shardsReady)
+		p("| API writes until all were Ready | %d | %d (both) | | | |", sr.oneWrites, sr.shardsWrites)
+		p("| Syncs in one steady interval | %d | %d | %d | | |", sr.one.steadySyncs, sa.steadySyncs, sb.steadySyncs)
+		p("| Live heap | %.1f MiB | %.1f MiB | %.1f MiB | | |", float64(sr.one.liveHeap)/mib, float64(sa.liveHeap)/mib, float64(sb.liveHeap)/mib)
+		shareTarget, shareVerdict := fmt.Sprintf("≤ %.2f of one manager's", targetShardShare), fmt.Sprintf("target is for %d Artifacts", targetShardN)
+		if sr.n >= targetShardN {
+			shareVerdict = verdict(max(sr.share(sa), sr.share(sb)), targetShardShare, false, "")
+		}
+		p("| Memory for its Artifacts (live heap beyond idle) | %.1f MiB (%.1f KiB per Artifact) | %.1f MiB (%.2f of one) | %.1f MiB (%.2f of one) | %s | %s |",
+			float64(sr.one.liveHeap-sr.idleHeap)/mib, float64(sr.one.liveHeap-sr.idleHeap)/1024/float64(sr.n),
+			float64(sa.liveHeap-sr.idleHeap)/mib, sr.share(sa), float64(sb.liveHeap-sr.idleHeap)/mib, sr.share(sb), shareTarget, shareVerdict)
+		p("| Peak RSS | %.1f MiB | %.1f MiB | %.1f MiB | | |", float64(sr.one.peakRSS)/mib, float64(sa.peakRSS)/mib, float64(sb.peakRSS)/mib)
+		p("| CPU, whole run | %.2f s | %.2f s | %.2f s | | |", sr.one.cpuSeconds, sa.cpuSeconds, sb.cpuSeconds)
+	}
+	if cr := r.create; cr != nil {
+		p("")
+		p("## Created while running")
+		p("")
+		p("%d Artifacts created while a fresh manager runs, as a GitOps apply meets it: %d creates in flight, the clock from the first create until a watch sees the last one Ready for its generation.", cr.n, createInFlight)
+		p("Each round starts its tool anew in a namespace of its own that the tool alone watches, waits for its readiness probe and one second more, then creates; all rounds share one control plane and registry (behind the counting proxy), as in Scale: %d repositories, `spec.interval` %s, `--concurrent=%d`.", min(r.cfg.repos, cr.n), cr.interval, r.cfg.concurrent[0])
+		if r.cfg.flux != "" {
+			p("Side by side: Flux source-controller %s (`make flux` builds it from the Go module proxy) with as many OCIRepositories of the same repositories and tag (`insecure`, `layerSelector` the layer's media type with `operation: copy`), leader election off, its storage in a temporary folder.", fluxVersion)
+		}
+		p("Peak RSS is the tool's VmHWM; CPU is its user + system time from the first create until all were Ready.")
+		p("")
+		p("| Round | Tool | Created in | All Ready | Peak RSS | CPU | Registry requests | API writes |")
+		p("|---|---|---|---|---|---|---|---|")
+		for i, rd := range cr.rounds {
+			p("| %d | %s | %.2f s | %.2f s | %.1f MiB | %.2f s | %d (%.2f per object) | %d (%.2f per object): %s |", i+1, rd.tool, rd.createSeconds, rd.readySeconds, float64(rd.peakRSS)/mib, rd.cpuSeconds,
+				rd.registry.total(), float64(rd.registry.total())/float64(cr.n), rd.writes, float64(rd.writes)/float64(cr.n), byRes(rd.byRes))
+		}
+		p("")
+		p("| Figure | Measured | Target | Verdict |")
+		p("|---|---|---|---|")
+		o, f := cr.median("ocisync"), cr.median("flux")
+		p("| ocisync, median of its rounds | %.2f s | | |", o)
+		if f > 0 {
+			v := fmt.Sprintf("target is for %d", targetCreateN)
+			if cr.n >= targetCreateN {
+				v = verdict(o/f, targetCreateRatio, false, "")
+			}
+			p("| Flux source-controller, median of its rounds | %.2f s | | |", f)
+			p("| ocisync's time as a share of Flux's | %.2f | ≤ %.1f | %s |", o/f, targetCreateRatio, v)
+		} else {
+			p("| Flux source-controller | not run (OCISYNC_BENCH_FLUX unset) | | |")
+		}
 	}
 	return b.String()
 }

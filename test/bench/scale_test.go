@@ -18,7 +18,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,13 +71,24 @@ type scaleResult struct {
 	// profiles holds the manager's pprof top lines when profiling was
 	// asked for (OCISYNC_BENCH_PROFILE_DIR).
 	cpuProfile, heapProfile string
+	// apiProfile is the same for kube-apiserver, by cumulative time:
+	// which requests its CPU went to.
+	apiProfile string
+}
+
+// scaleInterval is the Artifacts' spec.interval for a run of n: at least
+// 10 ms per Artifact, so that the polls of the steady state (n per
+// interval) stay within what two cores serve, and the first syncs end
+// before the first Artifacts poll again.
+func scaleInterval(interval time.Duration, n int) time.Duration {
+	return max(interval, time.Duration(n)*10*time.Millisecond)
 }
 
 // runScale measures n Artifacts against an anonymous registry, or with
 // token set against a token-auth one, each Artifact with a pull Secret.
 func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResult {
 	bin := registrytest.BinaryFromEnv(t, registrytest.EnvOcisync)
-	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: cfg.interval, firstByRes: map[string]int{}, steadyByRes: map[string]int{}, token: token}
+	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: scaleInterval(cfg.interval, n), firstByRes: map[string]int{}, steadyByRes: map[string]int{}, token: token}
 
 	kubeconfig, rc, k8s := startControlPlane(t)
 	cs, err := kubernetes.NewForConfig(rc)
@@ -103,7 +113,7 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 		pullSecret = createPullSecret(t, k8s, reg, proxy.Host)
 		res.expiresIn = tokenLifetime(t, reg)
 	}
-	createArtifacts(t, k8s, proxy.Host, n, res.repos, cfg.interval, pullSecret)
+	createArtifacts(t, k8s, proxy.Host, n, res.repos, res.interval, pullSecret)
 
 	// Watch before the manager starts: the watch's first events are the
 	// Artifacts as they are, none Ready.
@@ -129,7 +139,11 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 	if pprofAddr != "" {
 		// From the start through the first sync and part of the steady
 		// state, which is idle but for the polls.
-		cpuProfile = fetchProfile(t, pprofAddr, fmt.Sprintf("profile?seconds=%d", int((2*cfg.interval).Seconds())))
+		cpuProfile = fetchProfile(t, pprofAddr, fmt.Sprintf("profile?seconds=%d", int((2*res.interval).Seconds())))
+	}
+	var apiProfile <-chan []byte
+	if cfg.profileDir != "" {
+		apiProfile = fetchAPIServerProfile(t, rc, 2*res.interval)
 	}
 	waitAllReady(t, mgr, ready, n, 2*time.Minute+time.Duration(n)*100*time.Millisecond)
 	res.readySeconds = time.Since(start).Seconds()
@@ -156,15 +170,15 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 
 	// Let the first syncs' follow-ups pass, then count one interval in
 	// which nothing changes.
-	time.Sleep(cfg.interval)
+	time.Sleep(res.interval)
 	w2, p2, t2, s2 := apiWrites(t, cs), proxy.snapshot(), issuerCounts(reg), mgr.syncs(t)
-	time.Sleep(cfg.interval)
+	time.Sleep(res.interval)
 	w3, p3, t3, s3 := apiWrites(t, cs), proxy.snapshot(), issuerCounts(reg), mgr.syncs(t)
 	res.steady = p3.sub(p2)
 	res.steadyTokens = t3.sub(t2)
 	res.steadySyncs = s3 - s2
 	res.steadyWrites = writesBetween(w2, w3, res.steadyByRes)
-	t.Logf("steady state over %s: %d syncs; registry requests: %v; token requests: %v; API writes: %d %v", cfg.interval, res.steadySyncs, res.steady, res.steadyTokens, res.steadyWrites, res.steadyByRes)
+	t.Logf("steady state over %s: %d syncs; registry requests: %v; token requests: %v; API writes: %d %v", res.interval, res.steadySyncs, res.steady, res.steadyTokens, res.steadyWrites, res.steadyByRes)
 	if pprofAddr != "" {
 		name := fmt.Sprintf("manager-%d-concurrent-%d", n, concurrent)
 		if token {
@@ -172,6 +186,9 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 		}
 		res.cpuProfile = saveProfile(t, cfg.profileDir, name+".cpu.pprof", <-cpuProfile)
 		res.heapProfile = saveProfile(t, cfg.profileDir, name+".heap.pprof", <-heapProfile)
+	}
+	if apiProfile != nil {
+		res.apiProfile = saveProfile(t, cfg.profileDir, fmt.Sprintf("kube-apiserver-%d-concurrent-%d.cpu.pprof", n, concurrent), <-apiProfile, "-cum")
 	}
 
 	res.syncResults = mgr.syncResults(t)
@@ -246,39 +263,36 @@ func manifestBlobs(t *testing.T, reg *registrytest.Registry, repo, tag string) [
 // pullSecret is empty, that pull Secret.
 func createArtifacts(t *testing.T, k8s client.Client, host string, n, repos int, interval time.Duration, pullSecret string) {
 	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	// A few creators in parallel: one at a time, 1000 creates take long.
-	next := make(chan int)
-	for range 8 {
-		wg.Go(func() {
-			for i := range next {
-				a := &ocisyncv1alpha1.Artifact{
-					ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: fmt.Sprintf("art-%d", i)},
-					Spec: ocisyncv1alpha1.ArtifactSpec{
-						Reference: fmt.Sprintf("%s/bench/repo-%d:v1", host, i%repos),
-						PlainHTTP: true,
-						Interval:  metav1.Duration{Duration: interval},
-						ConfigMap: &ocisyncv1alpha1.ConfigMapOutput{Name: fmt.Sprintf("art-%d", i)},
-					},
-				}
-				if pullSecret != "" {
-					a.Spec.PullSecrets = []corev1.LocalObjectReference{{Name: pullSecret}}
-				}
-				if err := k8s.Create(t.Context(), a); err != nil {
-					errs <- fmt.Errorf("creating Artifact %s: %w", a.Name, err)
-				}
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	createArtifactsIn(t, k8s, benchNamespace, host, n, repos, interval, pullSecret, nil)
+}
+
+// createArtifactsIn is createArtifacts in namespace ns, each Artifact with
+// the labels of labels(i) when labels is not nil.
+func createArtifactsIn(t *testing.T, k8s client.Client, ns, host string, n, repos int, interval time.Duration, pullSecret string, labels func(i int) map[string]string) {
+	t.Helper()
+	createObjects(t, k8s, n, func(i int) client.Object {
+		a := artifact(ns, i, host, repos, interval)
+		if labels != nil {
+			a.Labels = labels(i)
+		}
+		if pullSecret != "" {
+			a.Spec.PullSecrets = []corev1.LocalObjectReference{{Name: pullSecret}}
+		}
+		return a
+	})
+}
+
+// artifact is the Artifact art-<i> in ns: repository i mod repos through
+// host, tag v1, a ConfigMap output of its own name.
+func artifact(ns string, i int, host string, repos int, interval time.Duration) *ocisyncv1alpha1.Artifact {
+	return &ocisyncv1alpha1.Artifact{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("art-%d", i)},
+		Spec: ocisyncv1alpha1.ArtifactSpec{
+			Reference: fmt.Sprintf("%s/bench/repo-%d:v1", host, i%repos),
+			PlainHTTP: true,
+			Interval:  metav1.Duration{Duration: interval},
+			ConfigMap: &ocisyncv1alpha1.ConfigMapOutput{Name: fmt.Sprintf("art-%d", i)},
+		},
 	}
 }
 
@@ -353,8 +367,14 @@ func tokenCounts(reqs []registrytest.TokenRequest) counts {
 // of them are Ready for their current generation.
 func watchReady(t *testing.T, k8s client.WithWatch, n int) <-chan struct{} {
 	t.Helper()
+	return watchReadyIn(t, k8s, benchNamespace, n)
+}
+
+// watchReadyIn is watchReady in namespace ns.
+func watchReadyIn(t *testing.T, k8s client.WithWatch, ns string, n int) <-chan struct{} {
+	t.Helper()
 	ctx := t.Context()
-	w, err := k8s.Watch(ctx, &ocisyncv1alpha1.ArtifactList{}, client.InNamespace(benchNamespace))
+	w, err := k8s.Watch(ctx, &ocisyncv1alpha1.ArtifactList{}, client.InNamespace(ns))
 	if err != nil {
 		t.Fatalf("watching Artifacts: %v", err)
 	}
@@ -683,9 +703,38 @@ func fetchProfile(t *testing.T, addr, what string) <-chan []byte {
 	return ch
 }
 
+// fetchAPIServerProfile takes a CPU profile of kube-apiserver over d in
+// the background (its /debug/pprof is on, as by default) and sends it,
+// nil on failure, which it logs.
+func fetchAPIServerProfile(t *testing.T, rc *rest.Config, d time.Duration) <-chan []byte {
+	ch := make(chan []byte, 1)
+	hc, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		t.Fatalf("an HTTP client for kube-apiserver: %v", err)
+	}
+	go func() {
+		url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(rc.Host, "/"), int(d.Seconds()))
+		resp, err := hc.Get(url)
+		if err != nil {
+			t.Logf("fetching %s: %v", url, err)
+			ch <- nil
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Logf("fetching %s: %s %v", url, resp.Status, err)
+			ch <- nil
+			return
+		}
+		ch <- b
+	}()
+	return ch
+}
+
 // saveProfile writes a profile into dir and returns the top of
 // `go tool pprof -top` of it, for the report.
-func saveProfile(t *testing.T, dir, name string, data []byte) string {
+func saveProfile(t *testing.T, dir, name string, data []byte, pprofArgs ...string) string {
 	t.Helper()
 	if data == nil {
 		return ""
@@ -697,7 +746,8 @@ func saveProfile(t *testing.T, dir, name string, data []byte) string {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", path).CombinedOutput()
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=15"}, pprofArgs...)
+	out, err := exec.Command("go", append(args, path)...).CombinedOutput()
 	if err != nil {
 		t.Logf("go tool pprof -top %s: %v\n%s", path, err, out)
 		return ""

@@ -1,0 +1,276 @@
+//go:build linux
+
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	registrytest "github.com/ocisync/ocisync/test/registry"
+)
+
+// The shard run (issue target): two managers with disjoint selectors
+// split the Artifacts, and each holds about half of what one would.
+const (
+	targetShardN = 2000
+	// targetShardShare bounds a shard's memory for its Artifacts (live
+	// heap beyond an idle manager's) as a share of one manager's for all:
+	// "about half", with room for one run differing from the next.
+	targetShardShare = 0.6
+	shardLabel       = "ocisync.io/shard"
+)
+
+// shardManager is what one manager of the shard run measured.
+type shardManager struct {
+	selector    string // its --watch-label-selector, "" for all
+	cached      int    // Artifacts in its cache (ocisync_artifacts)
+	published   int    // its syncs that published
+	steadySyncs int    // its syncs over one steady interval
+	peakRSS     int64
+	liveHeap    int64 // heap in use after a forced GC, once all were Ready
+	cpuSeconds  float64
+}
+
+// shardResult is one manager over n Artifacts, then two shards over n
+// others, on one control plane and registry.
+type shardResult struct {
+	n            int
+	interval     time.Duration
+	idleHeap     int64 // live heap of a manager with no Artifacts
+	idleRSS      int64
+	one          shardManager
+	oneReady     float64 // seconds from its start until all were Ready
+	shards       [2]shardManager
+	shardsReady  float64 // seconds from their start until all were Ready
+	shardsWrites int     // API writes until all were Ready, both shards
+	oneWrites    int
+}
+
+// share is a shard's memory for its Artifacts as a share of one manager's
+// for all: live heap beyond an idle manager's.
+func (r shardResult) share(m shardManager) float64 {
+	return float64(m.liveHeap-r.idleHeap) / float64(r.one.liveHeap-r.idleHeap)
+}
+
+// runShard measures, each in a namespace of its own that only its
+// managers watch (--watch-namespaces): a manager with no Artifacts, one
+// manager over n Artifacts, and two managers whose selectors split n
+// other Artifacts by the label ocisync.io/shard (a for even, b for odd).
+func runShard(t *testing.T, cfg config, n int) shardResult {
+	bin := registrytest.BinaryFromEnv(t, registrytest.EnvOcisync)
+	res := shardResult{n: n, interval: scaleInterval(cfg.interval, n)}
+	repos := min(cfg.repos, n)
+	kubeconfig, rc, k8s := startControlPlane(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	proxy := startProxy(t, reg.URL)
+	pushRepos(t, reg, repos)
+	ctx := t.Context()
+	for _, ns := range []string{"shard-idle", "shard-one", "shard-split"} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatalf("creating namespace %s: %v", ns, err)
+		}
+	}
+	byParity := func(i int) map[string]string {
+		if i%2 == 0 {
+			return map[string]string{shardLabel: "a"}
+		}
+		return map[string]string{shardLabel: "b"}
+	}
+	start := func(ns, selector string) (*manager, string) {
+		metricsAddr, pprofAddr := freeAddr(t), freeAddr(t)
+		args := []string{"manager", "--health-probe-bind-address=0", "--metrics-bind-address=" + metricsAddr,
+			"--pprof-bind-address=" + pprofAddr, "--watch-namespaces=" + ns, fmt.Sprintf("--concurrent=%d", cfg.concurrent[0])}
+		if selector != "" {
+			args = append(args, "--watch-label-selector="+selector)
+		}
+		return startManager(t, bin, kubeconfig, metricsAddr, args), pprofAddr
+	}
+	measure := func(m *manager, pprofAddr, selector string, steady int) shardManager {
+		r := shardManager{selector: selector, steadySyncs: steady}
+		r.liveHeap = liveHeap(t, m, pprofAddr)
+		r.cached = m.cachedArtifacts(t)
+		r.published = m.syncResults(t)["published"]
+		r.peakRSS = procPeakRSS(t, m.pid())
+		r.cpuSeconds = m.stop(t)
+		t.Logf("manager %q: %d Artifacts cached, %d published, %d syncs in the steady interval, live heap %.1f MiB, peak RSS %.1f MiB, CPU %.2f s",
+			selector, r.cached, r.published, steady, float64(r.liveHeap)/mib, float64(r.peakRSS)/mib, r.cpuSeconds)
+		return r
+	}
+
+	// An idle manager: what memory every manager has before its Artifacts.
+	idle, idlePprof := start("shard-idle", "")
+	waitMetrics(t, idle)
+	time.Sleep(2 * time.Second)
+	res.idleHeap = liveHeap(t, idle, idlePprof)
+	res.idleRSS = procPeakRSS(t, idle.pid())
+	idle.stop(t)
+
+	cs := clientset(t, rc)
+	createArtifactsIn(t, k8s, "shard-one", proxy.Host, n, repos, res.interval, "", byParity)
+	ready := watchReadyIn(t, k8s, "shard-one", n)
+	w0 := apiWrites(t, cs)
+	one, onePprof := start("shard-one", "")
+	t0 := time.Now()
+	waitAllReady(t, one, ready, n, 2*time.Minute+time.Duration(n)*100*time.Millisecond)
+	res.oneReady = time.Since(t0).Seconds()
+	res.oneWrites = writesBetween(w0, apiWrites(t, cs), map[string]int{})
+	res.one = measure(one, onePprof, "", steadySyncs(t, res.interval, one)[0])
+
+	createArtifactsIn(t, k8s, "shard-split", proxy.Host, n, repos, res.interval, "", byParity)
+	ready = watchReadyIn(t, k8s, "shard-split", n)
+	w0 = apiWrites(t, cs)
+	a, aPprof := start("shard-split", shardLabel+"=a")
+	b, bPprof := start("shard-split", shardLabel+"=b")
+	t0 = time.Now()
+	select {
+	case <-ready:
+	case <-a.exited:
+		t.Fatalf("shard a exited before all %d Artifacts were Ready; its log:\n%s", n, a.logTail())
+	case <-b.exited:
+		t.Fatalf("shard b exited before all %d Artifacts were Ready; its log:\n%s", n, b.logTail())
+	case <-time.After(2*time.Minute + time.Duration(n)*100*time.Millisecond):
+		t.Fatalf("not all %d Artifacts were Ready; shard a's log:\n%s\nshard b's log:\n%s", n, a.logTail(), b.logTail())
+	}
+	res.shardsReady = time.Since(t0).Seconds()
+	res.shardsWrites = writesBetween(w0, apiWrites(t, cs), map[string]int{})
+	steady := steadySyncs(t, res.interval, a, b)
+	res.shards[0] = measure(a, aPprof, shardLabel+"=a", steady[0])
+	res.shards[1] = measure(b, bPprof, shardLabel+"=b", steady[1])
+	return res
+}
+
+// clientset is a clientset for the harness's config.
+func clientset(t *testing.T, rc *rest.Config) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatalf("creating a clientset for the test cluster: %v", err)
+	}
+	return cs
+}
+
+// steadySyncs lets one interval pass after the first syncs, then counts
+// each manager's syncs over the next.
+func steadySyncs(t *testing.T, interval time.Duration, ms ...*manager) []int {
+	t.Helper()
+	time.Sleep(interval)
+	before := make([]int, len(ms))
+	for i, m := range ms {
+		before[i] = m.syncs(t)
+	}
+	time.Sleep(interval)
+	out := make([]int, len(ms))
+	for i, m := range ms {
+		out[i] = m.syncs(t) - before[i]
+	}
+	return out
+}
+
+// waitMetrics waits until the manager's metrics endpoint answers.
+func waitMetrics(t *testing.T, m *manager) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		select {
+		case <-m.exited:
+			t.Fatalf("the manager exited; its log:\n%s", m.logTail())
+		default:
+		}
+		if resp, err := http.Get("http://" + m.metricsAddr + "/metrics"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	t.Fatalf("the manager's metrics endpoint did not answer within a minute; its log:\n%s", m.logTail())
+}
+
+var (
+	heapAllocRE = regexp.MustCompile(`(?m)^go_memstats_heap_alloc_bytes ([0-9.e+]+)$`)
+	artifactsRE = regexp.MustCompile(`(?m)^ocisync_artifacts\{[^}]*\} ([0-9.e+]+)$`)
+)
+
+// liveHeap forces a garbage collection in the manager (its heap profile
+// with gc=1) and then reads its heap in use from /metrics: the memory its
+// objects hold, without what the collector has yet to reclaim.
+func liveHeap(t *testing.T, m *manager, pprofAddr string) int64 {
+	t.Helper()
+	if b := <-fetchProfile(t, pprofAddr, "heap?gc=1"); b == nil {
+		t.Fatalf("could not force a garbage collection in the manager (see the log above)")
+	}
+	v := scrapeMetric(t, m, heapAllocRE)
+	if len(v) != 1 {
+		t.Fatalf("the manager's /metrics has %d go_memstats_heap_alloc_bytes samples, want 1", len(v))
+	}
+	return int64(v[0])
+}
+
+// cachedArtifacts is the sum of the manager's ocisync_artifacts gauge:
+// the Artifacts its cache holds.
+func (m *manager) cachedArtifacts(t *testing.T) int {
+	t.Helper()
+	sum := 0.0
+	for _, v := range scrapeMetric(t, m, artifactsRE) {
+		sum += v
+	}
+	return int(sum)
+}
+
+// scrapeMetric reads the manager's /metrics and returns the first group
+// of each match of re, as numbers.
+func scrapeMetric(t *testing.T, m *manager, re *regexp.Regexp) []float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("reading the manager's /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the manager's /metrics: %v", err)
+	}
+	var out []float64
+	for _, sm := range re.FindAllStringSubmatch(string(raw), -1) {
+		v, err := strconv.ParseFloat(strings.TrimSpace(sm[1]), 64)
+		if err != nil {
+			t.Fatalf("parsing %q of the manager's /metrics: %v", sm[0], err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// checkShard fails t when a shard reconciled an Artifact of the other, or
+// missed one of its own, and at full size when a shard's memory is not
+// about half of one manager's.
+func checkShard(t *testing.T, r shardResult) {
+	t.Helper()
+	half := r.n / 2
+	if r.one.cached != r.n || r.one.published != r.n {
+		t.Errorf("one manager over %d Artifacts cached %d and published %d, want %d each", r.n, r.one.cached, r.one.published, r.n)
+	}
+	for _, s := range r.shards {
+		if s.cached != half || s.published != half {
+			t.Errorf("shard %s cached %d Artifacts and published %d, want exactly its own %d each", s.selector, s.cached, s.published, half)
+		}
+	}
+	if r.n >= targetShardN {
+		for _, s := range r.shards {
+			if share := r.share(s); share > targetShardShare {
+				t.Errorf("shard %s holds %.2f of one manager's memory for its Artifacts (live heap %.1f MiB, one manager %.1f MiB, idle %.1f MiB), want at most %.2f",
+					s.selector, share, float64(s.liveHeap)/mib, float64(r.one.liveHeap)/mib, float64(r.idleHeap)/mib, targetShardShare)
+			}
+		}
+	}
+}
