@@ -128,7 +128,7 @@ BENCH_CREATE_N ?= 1000
 
 .PHONY: bench
 # Without the race detector: the counting proxy runs in the test process.
-bench: test-tools build ## Run the Go benchmarks, then the scale, big blob and cluster noise runs of test/bench, which write docs/benchmarks.md.
+bench: test-tools build flux ## Run the Go benchmarks, then the scale, big blob and cluster noise runs of test/bench, which write docs/benchmarks.md.
 	$(TEST_ENV) go test -run '^$$' -bench . ./...
 	$(TEST_ENV) OCISYNC_BENCH_N="$(BENCH_N)" OCISYNC_BENCH_BLOB="$(BENCH_BLOB)" OCISYNC_BENCH_INTERVAL="$(BENCH_INTERVAL)" OCISYNC_BENCH_CONCURRENT="$(BENCH_CONCURRENT)" OCISYNC_BENCH_NOISE="$(BENCH_NOISE)" \
 		OCISYNC_BENCH_SHARD_N="$(BENCH_SHARD_N)" OCISYNC_BENCH_CREATE_N="$(BENCH_CREATE_N)" OCISYNC_BENCH_FLUX="$(abspath $(FLUX_SOURCE_CONTROLLER))" \
@@ -280,6 +280,11 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 # The test node's container runtime (hack/cluster.sh); runc, the CNI plugins,
 # iptables and conntrack come from Debian (hack/node-deps.sh).
 CONTAINERD_VERSION ?= v2.4.2
+# Flux source-controller, which make bench compares against (hack/flux.sh),
+# and the github.com/fluxcd/pkg/artifact it is built with: the proxy does
+# not serve v0.18.3, the one v1.9.6 requires.
+FLUX_SOURCE_CONTROLLER_VERSION ?= v1.9.6
+FLUX_ARTIFACT_VERSION ?= v0.18.0
 
 ## Tool binaries
 ETCD ?= $(LOCALBIN)/tools/etcd-$(ETCD_VERSION)/etcd
@@ -351,6 +356,20 @@ $(CONTAINERD):
 	hack/tools.sh containerd "$(CONTAINERD_VERSION)" "$@"
 $(CONTAINERD_SHIM):
 	hack/tools.sh containerd-shim-runc-v2 "$(CONTAINERD_VERSION)" "$@"
+
+# Flux source-controller and its CRDs (bin/flux/crds), for make bench only.
+# The binary has no version flag: hack/flux.sh writes the versions it was
+# built from beside it, and a binary of other versions is remade.
+FLUX_DIR ?= $(LOCALBIN)/flux
+FLUX_SOURCE_CONTROLLER ?= $(FLUX_DIR)/source-controller
+
+.PHONY: flux
+flux: $(FLUX_SOURCE_CONTROLLER) ## Build Flux source-controller and its CRDs into bin/flux, for make bench.
+ifneq ($(shell cat "$(FLUX_SOURCE_CONTROLLER).version" 2>/dev/null),$(FLUX_SOURCE_CONTROLLER_VERSION) $(FLUX_ARTIFACT_VERSION))
+.PHONY: $(FLUX_SOURCE_CONTROLLER)
+endif
+$(FLUX_SOURCE_CONTROLLER):
+	hack/flux.sh "$(FLUX_SOURCE_CONTROLLER_VERSION)" "$(FLUX_ARTIFACT_VERSION)" "$(FLUX_DIR)"
 
 .PHONY: cluster-tools
 cluster-tools: $(ETCD) $(KUBE_APISERVER) $(REGISTRY) $(ORAS) $(KUBELET) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KUBE_PROXY) $(CLUSTER_KUBECTL) $(CONTAINERD) $(CONTAINERD_SHIM) ## Build the one-node cluster's binaries and install its Debian packages (needs root).
