@@ -325,11 +325,15 @@ func parseScope(selector, namespaces string) (controller.Scope, error) {
 
 // setupControllers registers the reconcilers with the manager.
 func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Scope, blobCache *blobcache.Cache) error {
+	recorder, err := controller.NewEventRecorder(mgr)
+	if err != nil {
+		return err
+	}
 	if err := (&controller.ArtifactReconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
 		Scheme:     mgr.GetScheme(),
-		Recorder:   mgr.GetEventRecorder("ocisync"),
+		Recorder:   recorder,
 		SyncImage:  opts.syncImage,
 		SyncJobTTL: opts.syncJobTTL,
 		BlobCache:  blobCache,

@@ -300,8 +300,17 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 	} else {
 		ref = ref.WithDefaultTag()
 	}
-	desc, err := repo.Resolve(ctx, ref.Reference())
-	if err != nil {
+	// An Artifact never resolved needs the manifest whatever its digest:
+	// one GET gives both, verified against the digest the registry
+	// names. Later syncs ask with a HEAD whether anything changed.
+	var target *oci.Target
+	var desc ocispec.Descriptor
+	if obj.Status.Digest == "" {
+		if target, err = repo.FetchTarget(ctx, ref.Reference(), platform); err != nil {
+			return err
+		}
+		desc = target.Root
+	} else if desc, err = repo.Resolve(ctx, ref.Reference()); err != nil {
 		return err
 	}
 	digest := desc.Digest.String()
@@ -322,9 +331,10 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 
 	// Digest → manifest → layers. By digest, so a tag moved meanwhile
 	// cannot mix two artifacts.
-	target, err := repo.FetchTarget(ctx, digest, platform)
-	if err != nil {
-		return err
+	if target == nil {
+		if target, err = repo.FetchTarget(ctx, digest, platform); err != nil {
+			return err
+		}
 	}
 	artifactType := oci.ArtifactType(target.Manifest)
 	if spec.ArtifactType != "" && artifactType != spec.ArtifactType {

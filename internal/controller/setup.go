@@ -7,10 +7,14 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -24,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/eventsink"
 	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci/auth"
 	"github.com/ocisync/ocisync/internal/oci/transport"
@@ -126,6 +131,33 @@ func trimForCache(in any) (any, error) {
 		delete(o.Annotations, corev1.LastAppliedConfigAnnotation)
 	}
 	return cache.TransformStripManagedFields()(in)
+}
+
+// NewEventRecorder returns the recorder of the reconciler's Events, added
+// to mgr so that it writes while mgr runs: a bounded queue and two
+// writers (package eventsink) instead of client-go's broadcaster, which
+// holds every Event for minutes and writes each in a goroutine of its own.
+// Events are written as protobuf, which the API server decodes faster.
+func NewEventRecorder(mgr ctrl.Manager) (*eventsink.Recorder, error) {
+	cfg := rest.CopyConfig(mgr.GetConfig())
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cs, err := eventsv1client.NewForConfigAndClient(cfg, mgr.GetHTTPClient())
+	if err != nil {
+		return nil, fmt.Errorf("creating the Events client: %w", err)
+	}
+	rec := eventsink.New(func(ctx context.Context, ev *eventsv1.Event) error {
+		_, err := cs.Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+		return err
+	}, mgr.GetScheme(), "ocisync", eventsink.Options{})
+	log := mgr.GetLogger().WithName("events")
+	rec.OnDrop = func(reason string, ev *eventsv1.Event) {
+		metrics.ObserveEventDropped(reason)
+		log.V(1).Info("event dropped", "reason", reason, "eventReason", ev.Reason, "object", ev.Regarding.Namespace+"/"+ev.Regarding.Name)
+	}
+	if err := mgr.Add(rec); err != nil {
+		return nil, fmt.Errorf("adding the Event recorder to the manager: %w", err)
+	}
+	return rec, nil
 }
 
 // SetupWithManager registers the reconciler, its indexes and its watches.

@@ -207,10 +207,12 @@ func startShard(selector string) *shardManager {
 		Logger: ctrl.Log.WithName("shard").WithValues("selector", selector),
 	})
 	Expect(err).NotTo(HaveOccurred())
+	recorder, err := NewEventRecorder(mgr)
+	Expect(err).NotTo(HaveOccurred())
 	r := &ArtifactReconciler{
 		Client:     mgr.GetClient(),
 		Scheme:     mgr.GetScheme(),
-		Recorder:   mgr.GetEventRecorder("ocisync"),
+		Recorder:   recorder,
 		TokenCache: auth.NewTokenCache(),
 		APIReader:  mgr.GetAPIReader(),
 		SyncImage:  syncImage,

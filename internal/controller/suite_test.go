@@ -130,10 +130,12 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	mgrCache, mgrElected = mgr.GetCache(), mgr.Elected()
+	recorder, err := NewEventRecorder(mgr)
+	Expect(err).NotTo(HaveOccurred())
 	reconciler = &ArtifactReconciler{
 		Client:     mgr.GetClient(),
 		Scheme:     mgr.GetScheme(),
-		Recorder:   mgr.GetEventRecorder("ocisync"),
+		Recorder:   recorder,
 		TokenCache: auth.NewTokenCache(),
 		APIReader:  mgr.GetAPIReader(),
 		SyncImage:  syncImage,

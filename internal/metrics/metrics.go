@@ -93,6 +93,11 @@ var (
 		Help: "Blobs removed from the manager's blob cache, by reason: lru (least recently used, to stay within --blob-cache-size) or corrupt (the file on disk no longer matched its digest).",
 	}, []string{"reason"})
 
+	eventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ocisync_events_dropped_total",
+		Help: "Kubernetes Events the manager recorded but did not write, by reason: queue full (the API server could not keep up), write failed, or unreferenceable.",
+	}, []string{"reason"})
+
 	artifacts = &artifactsCollector{desc: prometheus.NewDesc(
 		"ocisync_artifacts",
 		"Artifacts by the status of their Ready condition (True, False, or Unknown, also when it is missing), as the leader's cache holds them at scrape time.",
@@ -108,7 +113,7 @@ var (
 func Register() { registerOnce() }
 
 var registerOnce = sync.OnceFunc(func() {
-	ctrlmetrics.Registry.MustRegister(syncs, syncDuration, pulledBytes, registryRequests, blobCacheLookups, blobCacheEvictions, artifacts)
+	ctrlmetrics.Registry.MustRegister(syncs, syncDuration, pulledBytes, registryRequests, blobCacheLookups, blobCacheEvictions, eventsDropped, artifacts)
 	// Series that exist from the start, at zero, so that rates and alerts
 	// work before the first sync of each kind.
 	for _, r := range []string{ResultPublished, ResultUnchanged} {
@@ -134,6 +139,12 @@ func ObserveSync(result, reason string, d time.Duration) {
 	Register()
 	syncs.WithLabelValues(result, reason).Inc()
 	syncDuration.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// ObserveEventDropped counts one Event dropped for reason.
+func ObserveEventDropped(reason string) {
+	Register()
+	eventsDropped.WithLabelValues(reason).Inc()
 }
 
 // AddPulledBytes counts n bytes of layer content pulled for output.

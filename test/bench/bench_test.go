@@ -191,15 +191,17 @@ func TestBench(t *testing.T) {
 		})
 	}
 	if run("blob") {
-		t.Run("blob", func(t *testing.T) {
-			res := runBlob(t, cfg.blobSize)
-			rep.blob = &res
-			for _, p := range []pullResult{res.ocisync, res.oras} {
-				if p.seconds <= 0 || p.peakRSS <= 0 {
-					t.Errorf("%s pull measured %.3f s and %d bytes peak RSS, want both positive", p.tool, p.seconds, p.peakRSS)
+		for _, sizes := range pullShapes(cfg.blobSize) {
+			t.Run(fmt.Sprintf("pull-%d-layers", len(sizes)), func(t *testing.T) {
+				res := runBlob(t, sizes)
+				rep.blobs = append(rep.blobs, res)
+				for _, p := range []pullResult{res.ocisync, res.oras} {
+					if p.seconds <= 0 || p.peakRSS <= 0 {
+						t.Errorf("%s pull measured %.3f s and %d bytes peak RSS, want both positive", p.tool, p.seconds, p.peakRSS)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 	if cfg.noise > 0 && run("noise") {
 		t.Run(fmt.Sprintf("noise-%d", cfg.noise), func(t *testing.T) {
