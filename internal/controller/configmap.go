@@ -31,7 +31,7 @@ const annotationChecksum = "ocisync.io/checksum"
 // annotationObservedChecksum is set on the cache's copies of output
 // ConfigMaps only, never written: the cache keeps the checksum of the
 // content it saw instead of the content, up to 1 MiB per output, which
-// the reconciler never reads back (trimForCache).
+// the reconciler never reads back (TrimForCache).
 const annotationObservedChecksum = "ocisync.io/observed-checksum"
 
 // observedChecksum is the checksum of cm's content: the one the cache

@@ -181,7 +181,7 @@ func TestTrimForCache(t *testing.T) {
 
 	partial := &metav1.PartialObjectMetadata{ObjectMeta: *meta.DeepCopy()}
 	partial.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	out, err := trimForCache(partial)
+	out, err := TrimForCache(partial)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestTrimForCache(t *testing.T) {
 	// back, and its content only as the checksum of it.
 	cm := &corev1.ConfigMap{ObjectMeta: *meta.DeepCopy(), Data: map[string]string{"k": "v"}, BinaryData: map[string][]byte{"b": {0xff}}}
 	sum := contentChecksum(cm)
-	out, err = trimForCache(cm.DeepCopy())
+	out, err = TrimForCache(cm.DeepCopy())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestTrimForCache(t *testing.T) {
 	// An Artifact loses kubectl's copy of its spec, and nothing else.
 	art := &v1alpha1.Artifact{ObjectMeta: *meta.DeepCopy()}
 	art.Annotations[v1alpha1.AnnotationReconcileRequestedAt] = "now"
-	out, err = trimForCache(art)
+	out, err = TrimForCache(art)
 	if err != nil {
 		t.Fatal(err)
 	}

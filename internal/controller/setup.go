@@ -79,7 +79,7 @@ func CacheOptions(scope Scope) cache.Options {
 			// by its next sync (ownedConfigMap).
 			&corev1.ConfigMap{}: {Label: ours},
 		},
-		DefaultTransform:            trimForCache,
+		DefaultTransform:            TrimForCache,
 		ReaderFailOnMissingInformer: true,
 	}
 	if scope.sharded() {
@@ -106,7 +106,7 @@ func ClientOptions() client.Options {
 	}}
 }
 
-// trimForCache drops from every object the manager caches what the
+// TrimForCache drops from every object the manager caches what the
 // reconciler never reads: managed fields; of the objects watched as
 // metadata everything but what identifies them (their annotations could
 // hold a whole Secret: kubectl apply's last-applied-configuration); of
@@ -114,7 +114,7 @@ func ClientOptions() client.Options {
 // their content, for its checksum (trimConfigMap). Other labels and
 // annotations stay: an output ConfigMap is updated from its cached copy,
 // which must not lose them.
-func trimForCache(in any) (any, error) {
+func TrimForCache(in any) (any, error) {
 	switch o := in.(type) {
 	case *metav1.PartialObjectMetadata:
 		return &metav1.PartialObjectMetadata{TypeMeta: o.TypeMeta, ObjectMeta: metav1.ObjectMeta{

@@ -389,6 +389,16 @@ func (r *report) markdown() string {
 			float64(sa.liveHeap-sr.baseHeap)/mib, sr.share(sa), float64(sb.liveHeap-sr.baseHeap)/mib, sr.share(sb), shareTarget, shareVerdict)
 		p("| Peak RSS | %.1f MiB | %.1f MiB | %.1f MiB | | |", float64(sr.one.peakRSS)/mib, float64(sa.peakRSS)/mib, float64(sb.peakRSS)/mib)
 		p("| CPU, whole run | %.2f s | %.2f s | %.2f s | | |", sr.one.cpuSeconds, sa.cpuSeconds, sb.cpuSeconds)
+		c := sr.cached
+		p("")
+		p("What one object takes in the manager's heap as its cache holds it: an Artifact and its ConfigMap output of this run as the API server sends them, and a Secret of a Helm release revision (48 KiB of data) as the metadata-only watch holds it;")
+		p("each decoded %d times from its JSON and trimmed as the cache does (managed fields, kubectl's last-applied copy, an output's content for its checksum), measured between two garbage collections.", cachedFormCopies)
+		p("")
+		p("| Cached object | Heap | As sent (JSON) | Target |")
+		p("|---|---|---|---|")
+		p("| Artifact (spec, status with one file) | %.1f KiB | %.1f KiB | a few KiB |", float64(c.artifact)/1024, float64(c.artifactJSON)/1024)
+		p("| ConfigMap output (its content is not held, only its checksum) | %.1f KiB | %.1f KiB | |", float64(c.configMap)/1024, float64(c.configMapJSON)/1024)
+		p("| Secret, ServiceAccount or claim (metadata only; this Secret holds 48 KiB) | %.2f KiB | | |", float64(c.secretMeta)/1024)
 	}
 	if cr := r.create; cr != nil {
 		p("")

@@ -55,6 +55,7 @@ type shardResult struct {
 	shardsReady  float64 // seconds from their start until all were Ready
 	shardsWrites int     // API writes until all were Ready, both shards
 	oneWrites    int
+	cached       cachedSizes
 }
 
 // share is a shard's memory for its Artifacts as a share of one manager's
@@ -153,6 +154,7 @@ func runShard(t *testing.T, cfg config, n int) shardResult {
 	steady := steadySyncs(t, res.interval, a, b)
 	res.shards[0] = measure(a, aPprof, shardLabel+"=a", steady[0])
 	res.shards[1] = measure(b, bPprof, shardLabel+"=b", steady[1])
+	res.cached = measureCachedForms(t, k8s, "shard-split")
 	return res
 }
 
