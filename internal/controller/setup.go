@@ -134,7 +134,7 @@ func TrimForCache(in any) (any, error) {
 }
 
 // NewEventRecorder returns the recorder of the reconciler's Events, added
-// to mgr so that it writes while mgr runs: a bounded queue and two
+// to mgr so that it writes while mgr runs: a bounded queue and four
 // writers (package eventsink) instead of client-go's broadcaster, which
 // holds every Event for minutes and writes each in a goroutine of its own.
 // Events are written as protobuf, which the API server decodes faster.

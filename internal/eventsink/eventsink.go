@@ -53,8 +53,8 @@ type Recorder struct {
 
 // Options shape a Recorder; zero values take the defaults.
 type Options struct {
-	QueueSize int           // Events waiting to be written (default 1000)
-	Workers   int           // writes in flight (default 2)
+	QueueSize int           // Events waiting to be written (default 4096)
+	Workers   int           // writes in flight (default 4)
 	Retries   int           // further attempts of a failed write (default 2; negative: none)
 	Backoff   time.Duration // before a retry (default 1s)
 }
@@ -70,10 +70,10 @@ func New(create Creator, scheme *runtime.Scheme, controller string, opts Options
 		now: time.Now,
 	}
 	if opts.QueueSize <= 0 {
-		opts.QueueSize = 1000
+		opts.QueueSize = 4096
 	}
 	if r.workers <= 0 {
-		r.workers = 2
+		r.workers = 4
 	}
 	if opts.Retries == 0 {
 		r.retries = 2

@@ -208,6 +208,7 @@ func (r *report) markdown() string {
 		p("| Steady state: registry requests per sync | %s: %s | exactly 1 HEAD | %s |", perSync(s.steady.total(), s.steadySyncs), s.steady, steadyVerdict(s.steady, s.steadySyncs, s.concurrent))
 		p("| Syncs over the whole run, by result | %s | | |", s.syncResults)
 		p("| Steady state: API writes per interval | %d: %s | 0 | %s |", s.steadyWrites, byRes(s.steadyByRes), verdict(float64(s.steadyWrites), 0, true, ""))
+		p("| Events dropped (the API server too far behind) | %d of %d published | 0 | %s |", s.eventsDropped, s.syncResults["published"], verdict(float64(s.eventsDropped), 0, true, ""))
 		p("")
 		var cpu []string
 		cpu = append(cpu, fmt.Sprintf("ocisync manager %.2f s", s.cpuAtReady))

@@ -50,6 +50,7 @@ type scaleResult struct {
 	cpuSeconds    float64 // manager CPU seconds over the whole run
 	peakRSS       int64   // manager VmHWM in bytes
 	liveHeap      int64   // manager heap in use after a forced GC once all were Ready (0: not measured)
+	eventsDropped int     // Events the manager recorded but dropped (ocisync_events_dropped_total)
 	first         counts  // registry requests until all were Ready
 	firstSyncs    int     // syncs the manager logged until all were Ready
 	firstWrites   int     // API writes until all were Ready
@@ -196,6 +197,9 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 	}
 
 	res.syncResults = mgr.syncResults(t)
+	for _, v := range scrapeMetric(t, mgr, eventsDroppedRE) {
+		res.eventsDropped += int(v)
+	}
 	res.peakRSS = procPeakRSS(t, mgr.pid())
 	res.cpuSeconds = mgr.stop(t)
 	t.Logf("manager peak RSS %.1f MiB, CPU %.2f s (%.2f s until Ready)", float64(res.peakRSS)/mib, res.cpuSeconds, res.cpuAtReady)
@@ -517,6 +521,8 @@ func startManager(t *testing.T, bin, kubeconfig, metricsAddr string, args []stri
 }
 
 func (m *manager) pid() int { return m.cmd.Process.Pid }
+
+var eventsDroppedRE = regexp.MustCompile(`(?m)^ocisync_events_dropped_total\{[^}]*\} ([0-9.e+]+)$`)
 
 var syncsTotalRE = regexp.MustCompile(`^ocisync_artifact_syncs_total\{.*result="([^"]*)".*\} ([0-9.e+]+)$`)
 
