@@ -128,12 +128,12 @@ BENCH_CREATE_N ?= 1000
 
 .PHONY: bench
 # Without the race detector: the counting proxy runs in the test process.
-bench: test-tools build flux ## Run the Go benchmarks, then the scale, big blob and cluster noise runs of test/bench, which write docs/benchmarks.md.
+bench: test-tools build flux ## Run the Go benchmarks, then the runs of test/bench (scale to 10,000 Artifacts, token auth, pull against oras, cluster noise, shards, creation while running beside Flux), which write docs/benchmarks.md (about 35 minutes).
 	$(TEST_ENV) go test -run '^$$' -bench . ./...
 	$(TEST_ENV) OCISYNC_BENCH_N="$(BENCH_N)" OCISYNC_BENCH_BLOB="$(BENCH_BLOB)" OCISYNC_BENCH_INTERVAL="$(BENCH_INTERVAL)" OCISYNC_BENCH_CONCURRENT="$(BENCH_CONCURRENT)" OCISYNC_BENCH_NOISE="$(BENCH_NOISE)" \
 		OCISYNC_BENCH_SHARD_N="$(BENCH_SHARD_N)" OCISYNC_BENCH_CREATE_N="$(BENCH_CREATE_N)" OCISYNC_BENCH_FLUX="$(abspath $(FLUX_SOURCE_CONTROLLER))" \
 		OCISYNC_BENCH_OUT="$(abspath docs/benchmarks.md)" OCISYNC_BENCH_PROFILE_DIR="$(LOCALBIN)/bench-profiles" \
-		go test -count=1 -timeout 60m -run '^TestBench$$' -v ./test/bench
+		go test -count=1 -timeout 90m -run '^TestBench$$' -v ./test/bench
 
 .PHONY: fuzz
 fuzz: test-tools build ## Run each Go fuzz target for FUZZTIME (default 30s).
