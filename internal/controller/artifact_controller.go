@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/blobcache"
@@ -88,6 +89,10 @@ type ArtifactReconciler struct {
 	refsOnce sync.Once
 	secrets  *refCache[*corev1.Secret]
 	accounts *refCache[*corev1.ServiceAccount]
+	// pushEvents carries the Artifacts a registry push made due
+	// (TriggerChanges) into the controller's queue; SetupWithManager
+	// makes it.
+	pushEvents chan event.TypedGenericEvent[*v1alpha1.Artifact]
 }
 
 // +kubebuilder:rbac:groups=ocisync.io,resources=artifacts,verbs=get;list;watch

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/eventsink"
@@ -199,6 +200,10 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Artifacts by PersistentVolumeClaim: %w", err)
 	}
+	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexRepository, repositoryOf); err != nil {
+		return fmt.Errorf("indexing Artifacts by repository: %w", err)
+	}
+	r.pushEvents = make(chan event.TypedGenericEvent[*v1alpha1.Artifact], pushQueueSize)
 	r.informers = mgr.GetCache()
 	if err := mgr.Add(manager.RunnableFunc(r.sweepRefsEvery(refSweepInterval))); err != nil {
 		return fmt.Errorf("adding the sweep of kept Secrets and ServiceAccounts: %w", err)
@@ -217,6 +222,9 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}), builder.OnlyMetadata, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForSecret), builder.OnlyMetadata).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForServiceAccount), builder.OnlyMetadata).
+		// Registry pushes (TriggerChanges); the queue holds each Artifact
+		// once however many pushes named it meanwhile.
+		WatchesRawSource(source.Channel(r.pushEvents, &handler.TypedEnqueueRequestForObject[*v1alpha1.Artifact]{})).
 		Named("artifact").
 		WithOptions(controller.Options{RateLimiter: retryLimiter(), MaxConcurrentReconciles: workers}).
 		Complete(r)

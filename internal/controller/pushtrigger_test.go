@@ -1,0 +1,63 @@
+package controller
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/receiver"
+)
+
+var _ = Describe("Push triggers", func() {
+	It("syncs at once the Artifacts that follow a pushed repository, whatever host the event names, and no other", func() {
+		ns := newNamespace()
+		repo, other := repoFor(ns), repoFor(ns)+"-other"
+		first, _ := pushPlain(repo, "v1", textLayer("a.txt", "one\n"))
+		pushPlain(other, "v1", textLayer("a.txt", "other\n"))
+
+		follows := baseSpec(repo, "v1")
+		follows.Interval = every(time.Hour)
+		createNamedArtifact(ns, "follows", follows)
+		pinned := baseSpec(repo, "v1")
+		pinned.Reference = proxy.Host + "/" + repo + "@" + first.Digest.String()
+		pinned.Interval = every(time.Hour)
+		pinned.ConfigMap = &v1alpha1.ConfigMapOutput{Name: "pinned"}
+		createNamedArtifact(ns, "pinned", pinned)
+		elsewhere := baseSpec(other, "v1")
+		elsewhere.Interval = every(time.Hour)
+		elsewhere.ConfigMap = &v1alpha1.ConfigMapOutput{Name: "other"}
+		createNamedArtifact(ns, "other", elsewhere)
+		for _, name := range []string{"follows", "pinned", "other"} {
+			waitNamedReady(ns, name)
+		}
+
+		second, _ := pushPlain(repo, "v1", textLayer("a.txt", "two\n"))
+		otherRequests := proxy.Counts(other)
+		// The pusher names the registry otherwise than the Artifacts do.
+		counts, err := reconciler.TriggerChanges(bg, "test", []receiver.Change{{Host: "registry.elsewhere.example:5000", Repository: repo, Tag: "v1"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(counts).To(Equal([]int{1}), "the Artifact following the tag, not the one pinned to a digest")
+		Eventually(func() string {
+			if cm := getConfigMap(ns, configMapName); cm != nil {
+				return cm.Data["a.txt"]
+			}
+			return ""
+		}).WithTimeout(10*time.Second).Should(Equal("two\n"), "published long before the hour's interval")
+		Eventually(func() string { return getNamedArtifact(ns, "follows").Status.Digest }).Should(Equal(second.Digest.String()))
+		Expect(getNamedArtifact(ns, "pinned").Status.Digest).To(Equal(first.Digest.String()))
+		Consistently(func() map[requestKey]int { return countsSince(otherRequests, proxy.Counts(other)) }).
+			WithTimeout(time.Second).Should(BeEmpty(), "another repository's Artifact is not polled")
+
+		By("leaving alone Artifacts of another tag, and a repository nobody follows")
+		counts, err = reconciler.TriggerChanges(bg, "test", []receiver.Change{{Repository: repo, Tag: "v9"}, {Repository: repoFor(ns) + "-nobody"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(counts).To(Equal([]int{0, 0}))
+
+		By("narrowing to the Artifacts of the event's host when some name it")
+		counts, err = reconciler.TriggerChanges(bg, "test", []receiver.Change{{Host: proxy.Host, Repository: repo, Tag: "v1"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(counts).To(Equal([]int{1}))
+	})
+})
