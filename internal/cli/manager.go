@@ -35,6 +35,7 @@ import (
 	"github.com/ocisync/ocisync/internal/blobcache"
 	"github.com/ocisync/ocisync/internal/controller"
 	"github.com/ocisync/ocisync/internal/oci/transport"
+	"github.com/ocisync/ocisync/internal/receiver"
 )
 
 // managerOptions are the flags of 'ocisync manager'.
@@ -53,6 +54,9 @@ type managerOptions struct {
 	blobCacheSize           string
 	watchLabelSelector      string
 	watchNamespaces         string
+	webhookAddr             string
+	webhookTokenFile        string
+	webhookToken            string // read from webhookTokenFile at start
 	zap                     zap.Options
 }
 
@@ -83,6 +87,10 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"bound of the blob cache in bytes, as a quantity (e.g. 512Mi); least recently used layers are evicted past it, larger layers bypass it, and 0 turns the cache off")
 	fs.StringVar(&o.watchLabelSelector, "watch-label-selector", "",
 		"reconcile only the Artifacts whose labels match this label selector (e.g. ocisync.io/shard=a, or !ocisync.io/shard), so that managers with disjoint selectors split a cluster; their outputs carry the Artifact's labels the selector names. Empty: all Artifacts")
+	fs.StringVar(&o.webhookAddr, "webhook-bind-address", "",
+		"address the push receiver binds to (e.g. :9443), on the leader only: registries POST their notifications to /hooks/distribution, and the Artifacts that follow the pushed repository sync at once; empty turns it off")
+	fs.StringVar(&o.webhookTokenFile, "webhook-token-file", "",
+		"file holding the token registries must send (Authorization: Bearer TOKEN); whitespace around it is trimmed; required with --webhook-bind-address")
 	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"comma-separated namespaces to reconcile Artifacts in and to cache anything of (e.g. team-a,team-b); empty: all namespaces")
 	// --kubeconfig, with controller-runtime's usual precedence: the flag,
@@ -125,6 +133,16 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "ocisync manager: %v\n", err)
 		return 2
+	}
+	if opts.webhookAddr != "" {
+		if opts.webhookTokenFile == "" {
+			fmt.Fprintf(stderr, "ocisync manager: --webhook-bind-address needs --webhook-token-file: a file holding the token registries send\n")
+			return 2
+		}
+		if opts.webhookToken, err = receiver.ReadToken(opts.webhookTokenFile); err != nil {
+			fmt.Fprintf(stderr, "ocisync manager: %v\n", err)
+			return 2
+		}
 	}
 	cacheSize, err := resource.ParseQuantity(opts.blobCacheSize)
 	if err != nil || cacheSize.Sign() < 0 {
@@ -323,13 +341,17 @@ func parseScope(selector, namespaces string) (controller.Scope, error) {
 	return scope, nil
 }
 
+// pushWindow is how long the push receiver gathers events before it
+// triggers the Artifacts of their repositories.
+const pushWindow = 200 * time.Millisecond
+
 // setupControllers registers the reconcilers with the manager.
 func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Scope, blobCache *blobcache.Cache) error {
 	recorder, err := controller.NewEventRecorder(mgr)
 	if err != nil {
 		return err
 	}
-	if err := (&controller.ArtifactReconciler{
+	r := &controller.ArtifactReconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
 		Scheme:     mgr.GetScheme(),
@@ -341,8 +363,31 @@ func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Sc
 
 		MaxConcurrentReconciles: opts.concurrent,
 		RegistryLimits:          &transport.Hosts{MaxInFlight: opts.registryMaxInFlight},
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Artifact controller: %w", err)
+	}
+	if opts.webhookAddr != "" {
+		log := mgr.GetLogger().WithName("receiver")
+		// Events for one repository within the window make one round of
+		// syncs: registries retry, pipelines push many tags.
+		coalescer := receiver.NewCoalescer(pushWindow, func(changes []receiver.Change) {
+			counts, err := r.TriggerChanges(context.Background(), "", changes)
+			if err != nil {
+				log.Error(err, "triggering the Artifacts of pushed repositories")
+				return
+			}
+			for i, c := range changes {
+				log.Info("push triggered syncs", "host", c.Host, "repository", c.Repository, "artifacts", counts[i])
+			}
+		})
+		h := receiver.NewHandler(opts.webhookToken, func(_ context.Context, _ string, changes []receiver.Change) ([]int, error) {
+			coalescer.Add(changes)
+			return nil, nil
+		}, log)
+		if err := mgr.Add(&receiver.Server{Addr: opts.webhookAddr, Handler: h}); err != nil {
+			return fmt.Errorf("adding the push receiver: %w", err)
+		}
 	}
 	// +kubebuilder:scaffold:builder
 	return nil

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +28,8 @@ func TestManagerRefusesBadFlags(t *testing.T) {
 		{[]string{"--watch-namespaces=a,,b"}, `--watch-namespaces "a,,b": "" is not a namespace name`},
 		{[]string{"--watch-namespaces=a,b/c"}, `"b/c" is not a namespace name`},
 		{[]string{"--watch-namespaces=" + strings.Repeat("n", 64)}, "is not a namespace name"},
+		{[]string{"--webhook-bind-address=:9443"}, "--webhook-bind-address needs --webhook-token-file"},
+		{[]string{"--webhook-bind-address=:9443", "--webhook-token-file=/nonexistent/token"}, "reading the webhook token"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			// No cluster is needed: flags are checked before one is sought.
@@ -42,6 +46,23 @@ func TestManagerRefusesBadFlags(t *testing.T) {
 				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr.String())
 			}
 		})
+	}
+}
+
+// TestManagerRefusesEmptyWebhookToken: an empty token would authorize
+// anyone.
+func TestManagerRefusesEmptyWebhookToken(t *testing.T) {
+	t.Setenv("KUBECONFIG", t.TempDir()+"/missing")
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Run([]string{"manager", "--webhook-bind-address=:9443", "--webhook-token-file=" + token}, &stdout, &stderr); code != 2 {
+		t.Errorf("exit code %d; want 2 (stderr %q)", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "is empty; put a long random token in it") {
+		t.Errorf("stderr %q does not say the token file is empty", stderr.String())
 	}
 }
 

@@ -119,11 +119,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) {
 	}
 	result = ResultAccepted
 	for i, c := range changes {
-		n := 0
+		kv := []any{"provider", p.name, "host", c.Host, "repository", c.Repository, "tag", c.Tag}
+		// A trigger that coalesces says later how many it triggered.
 		if i < len(counts) {
-			n = counts[i]
+			kv = append(kv, "artifacts", counts[i])
 		}
-		h.Log.Info("notification accepted", "provider", p.name, "host", c.Host, "repository", c.Repository, "tag", c.Tag, "artifacts", n)
+		h.Log.Info("notification accepted", kv...)
 	}
 	w.WriteHeader(http.StatusAccepted)
 }

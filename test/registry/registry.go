@@ -46,6 +46,14 @@ type Options struct {
 	// empty means 127.0.0.1. The cluster suite gives its node's address,
 	// which Pods reach too.
 	Host string
+	// Notify, when its URL is set, makes the registry send its event
+	// notifications there, with Authorization: Bearer Token.
+	Notify Notify
+}
+
+// Notify is a notifications endpoint of the registry.
+type Notify struct {
+	URL, Token string
 }
 
 // Registry is a running distribution registry.
@@ -155,7 +163,7 @@ storage:
 http:
   addr: %q
   secret: %q
-%s%s`, r.StorageDir, r.Host, randomHex(t, 16), tlsYAML, authYAML)
+%s%s%s`, r.StorageDir, r.Host, randomHex(t, 16), tlsYAML, authYAML, notifyYAML(opts.Notify))
 		cfgFile := filepath.Join(dir, "config.yml")
 		if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 			t.Fatalf("write registry config %s: %v", cfgFile, err)
@@ -176,6 +184,24 @@ http:
 		}
 		t.Logf("registrytest: port %s was taken, retrying", r.Host)
 	}
+}
+
+// notifyYAML is the notifications block for n, "" without a URL. The
+// short backoff makes a refused notification come again soon.
+func notifyYAML(n Notify) string {
+	if n.URL == "" {
+		return ""
+	}
+	return fmt.Sprintf(`notifications:
+  endpoints:
+    - name: ocisync
+      url: %q
+      headers:
+        Authorization: [%q]
+      timeout: 2s
+      threshold: 3
+      backoff: 200ms
+`, n.URL, "Bearer "+n.Token)
 }
 
 // run starts the process and waits for readiness; on success r.stop ends

@@ -1,0 +1,82 @@
+package receiver
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReadToken(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if tok, err := ReadToken(write("nl", "s3cret\n")); err != nil || tok != "s3cret" {
+		t.Errorf("ReadToken of a token with a newline = %q, %v; want s3cret", tok, err)
+	}
+	for _, tc := range []struct{ name, path string }{
+		{"empty", write("empty", " \n\t")},
+		{"missing", filepath.Join(dir, "missing")},
+	} {
+		if tok, err := ReadToken(tc.path); err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ReadToken of a %s file = %q, %v; want an error", tc.name, tok, err)
+		}
+	}
+}
+
+func TestServerServesUntilStopped(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := &Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })}
+	if !s.NeedLeaderElection() {
+		t.Error("the receiver must run on the leader only")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	var resp *http.Response
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if resp, err = http.Get("http://" + addr + "/"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the server did not answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTeapot {
+		t.Errorf("status %d, want the handler's 418", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Start returned %v after its context ended, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Start did not return after its context ended")
+	}
+	// A second server on a taken address fails with the flag's name.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	err = (&Server{Addr: busy.Addr().String(), Handler: http.NotFoundHandler()}).Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "--webhook-bind-address") {
+		t.Errorf("Start on a taken address = %v, want an error naming --webhook-bind-address", err)
+	}
+}
