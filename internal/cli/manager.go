@@ -34,6 +34,7 @@ import (
 	ocisyncv1alpha1 "github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/blobcache"
 	"github.com/ocisync/ocisync/internal/controller"
+	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci/transport"
 	"github.com/ocisync/ocisync/internal/receiver"
 )
@@ -385,6 +386,7 @@ func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Sc
 			coalescer.Add(changes)
 			return nil, nil
 		}, log)
+		h.Observe = metrics.ObserveWebhook
 		if err := mgr.Add(&receiver.Server{Addr: opts.webhookAddr, Handler: h}); err != nil {
 			return fmt.Errorf("adding the push receiver: %w", err)
 		}

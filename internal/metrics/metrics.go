@@ -98,6 +98,11 @@ var (
 		Help: "Kubernetes Events the manager recorded but did not write, by reason: queue full (the API server could not keep up), write failed, or unreferenceable.",
 	}, []string{"reason"})
 
+	webhookEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ocisync_webhook_events_total",
+		Help: "Requests to the push receiver, by provider and result: accepted, ignored (nothing of interest, such as a blob push), unauthorized, malformed, too_large, busy (answered 429) or failed.",
+	}, []string{"provider", "result"})
+
 	artifacts = &artifactsCollector{desc: prometheus.NewDesc(
 		"ocisync_artifacts",
 		"Artifacts by the status of their Ready condition (True, False, or Unknown, also when it is missing), as the leader's cache holds them at scrape time.",
@@ -113,7 +118,7 @@ var (
 func Register() { registerOnce() }
 
 var registerOnce = sync.OnceFunc(func() {
-	ctrlmetrics.Registry.MustRegister(syncs, syncDuration, pulledBytes, registryRequests, blobCacheLookups, blobCacheEvictions, eventsDropped, artifacts)
+	ctrlmetrics.Registry.MustRegister(syncs, syncDuration, pulledBytes, registryRequests, blobCacheLookups, blobCacheEvictions, eventsDropped, webhookEvents, artifacts)
 	// Series that exist from the start, at zero, so that rates and alerts
 	// work before the first sync of each kind.
 	for _, r := range []string{ResultPublished, ResultUnchanged} {
@@ -139,6 +144,12 @@ func ObserveSync(result, reason string, d time.Duration) {
 	Register()
 	syncs.WithLabelValues(result, reason).Inc()
 	syncDuration.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// ObserveWebhook counts one request to the push receiver.
+func ObserveWebhook(provider, result string) {
+	Register()
+	webhookEvents.WithLabelValues(provider, result).Inc()
 }
 
 // ObserveEventDropped counts one Event dropped for reason.

@@ -51,8 +51,8 @@ var _ = Describe("the push receiver", func() {
 		Expect(c.Create(ctx, a)).To(Succeed())
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(c.Delete(ctx, a))).To(Succeed()) })
 
-		probe := freeAddr()
-		m := startManager("--health-probe-bind-address", probe, "--metrics-bind-address", "0",
+		probe, metricsAddr := freeAddr(), freeAddr()
+		m := startManager("--health-probe-bind-address", probe, "--metrics-bind-address", metricsAddr,
 			"--watch-namespaces", ns, "--webhook-bind-address", receiverAddr, "--webhook-token-file", tokenFile)
 		expectReady(m, probe)
 		content := func() string {
@@ -76,6 +76,12 @@ var _ = Describe("the push receiver", func() {
 		push("two\n")
 		Eventually(content).WithTimeout(15 * time.Second).WithPolling(50 * time.Millisecond).Should(Equal("two\n"))
 		GinkgoWriter.Printf("the push reached the ConfigMap in %s\n", time.Since(pushed))
+
+		By("counting the requests by result")
+		_, metrics, err := httpGet("http://" + metricsAddr + "/metrics")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(metrics).To(ContainSubstring(`ocisync_webhook_events_total{provider="distribution",result="unauthorized"} 1`))
+		Expect(metrics).To(MatchRegexp(`ocisync_webhook_events_total\{provider="distribution",result="accepted"\} [1-9]`))
 		stopManager(m)
 	})
 })
