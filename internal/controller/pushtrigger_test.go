@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -56,8 +57,27 @@ var _ = Describe("Push triggers", func() {
 		Expect(counts).To(Equal([]int{0, 0}))
 
 		By("narrowing to the Artifacts of the event's host when some name it")
-		counts, err = reconciler.TriggerChanges(bg, "test", []receiver.Change{{Host: proxy.Host, Repository: repo, Tag: "v1"}})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(counts).To(Equal([]int{1}))
+		// The same registry under another name: localhost for 127.0.0.1.
+		_, port, found := strings.Cut(proxy.Host, ":")
+		Expect(found).To(BeTrue())
+		byName := baseSpec(repo, "v1")
+		byName.Reference = "localhost:" + port + "/" + repo + ":v1"
+		byName.Interval = every(time.Hour)
+		byName.ConfigMap = &v1alpha1.ConfigMapOutput{Name: "by-name"}
+		createNamedArtifact(ns, "by-name", byName)
+		waitNamedReady(ns, "by-name")
+		for _, tc := range []struct {
+			host string
+			want int
+		}{
+			{proxy.Host, 1},                   // the one naming 127.0.0.1
+			{"localhost:" + port, 1},          // the one naming localhost
+			{"registry.elsewhere.example", 2}, // no Artifact names it: both
+			{"", 2},                           // no host in the event: both
+		} {
+			counts, err = reconciler.TriggerChanges(bg, "test", []receiver.Change{{Host: tc.host, Repository: repo, Tag: "v1"}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(counts).To(Equal([]int{tc.want}), "an event naming host %q", tc.host)
+		}
 	})
 })
