@@ -53,7 +53,7 @@ func (s *Server) Start(ctx context.Context) error {
 func ReadToken(file string) (string, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("reading the webhook token: %w", err)
+		return "", fmt.Errorf("reading the webhook token: %w; point --webhook-token-file at a readable file holding the token", err)
 	}
 	token := strings.TrimSpace(string(b))
 	if token == "" {

@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -133,7 +130,7 @@ func createOnce(t *testing.T, cfg config, tool, ns, kubeconfig string, k8s clien
 	switch tool {
 	case "ocisync":
 		metricsAddr := freeAddr(t)
-		p = startManager(t, registrytest.BinaryFromEnv(t, registrytest.EnvOcisync), kubeconfig, metricsAddr, []string{"manager",
+		p = startProcess(t, registrytest.BinaryFromEnv(t, registrytest.EnvOcisync), kubeconfig, metricsAddr, []string{"manager",
 			"--health-probe-bind-address=" + healthAddr, "--metrics-bind-address=" + metricsAddr,
 			"--watch-namespaces=" + ns, fmt.Sprintf("--concurrent=%d", cfg.concurrent[0])})
 	case "flux":
@@ -171,40 +168,15 @@ func createOnce(t *testing.T, cfg config, tool, ns, kubeconfig string, k8s clien
 // its storage in a temporary folder, leader election off.
 func startFlux(t *testing.T, bin, kubeconfig, ns, healthAddr string, concurrent int) *manager {
 	t.Helper()
-	dir := t.TempDir()
-	m := &manager{log: filepath.Join(dir, "source-controller.log"), metricsAddr: freeAddr(t), exited: make(chan struct{})}
-	logf, err := os.Create(m.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	storage := filepath.Join(dir, "storage")
-	if err := os.Mkdir(storage, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	storage := t.TempDir() // it must exist
 	storageAddr := freeAddr(t)
+	metricsAddr := freeAddr(t)
 	// It has no --kubeconfig flag: $KUBECONFIG leads it to the cluster.
-	m.cmd = exec.Command(bin,
-		"--storage-path="+storage, "--storage-addr="+storageAddr, "--storage-adv-addr="+storageAddr,
-		"--metrics-addr="+m.metricsAddr, "--health-addr="+healthAddr, "--enable-leader-election=false",
-		"--watch-all-namespaces=false", fmt.Sprintf("--concurrent=%d", concurrent), "--log-level=error")
-	m.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir, "KUBECONFIG=" + kubeconfig, "RUNTIME_NAMESPACE=" + ns}
-	m.cmd.Stdout, m.cmd.Stderr = logf, logf
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	go func() {
-		_ = m.cmd.Wait()
-		close(m.exited)
-	}()
-	t.Cleanup(func() {
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-		if t.Failed() {
-			t.Logf("source-controller log (%s):\n%s", m.log, m.logTail())
-		}
-	})
-	return m
+	return startProcess(t, bin, kubeconfig, metricsAddr, []string{
+		"--storage-path=" + storage, "--storage-addr=" + storageAddr, "--storage-adv-addr=" + storageAddr,
+		"--metrics-addr=" + metricsAddr, "--health-addr=" + healthAddr, "--enable-leader-election=false",
+		"--watch-all-namespaces=false", fmt.Sprintf("--concurrent=%d", concurrent), "--log-level=error",
+	}, "RUNTIME_NAMESPACE="+ns)
 }
 
 // waitHealthy waits until url answers 200.

@@ -87,7 +87,7 @@ func runNoise(t *testing.T, cfg config) noiseResult {
 		if hasFlag(t, bin, "concurrent") {
 			args = append(args, fmt.Sprintf("--concurrent=%d", cfg.concurrent[0]))
 		}
-		mgr := startManager(t, bin, kubeconfig, metricsAddr, args)
+		mgr := startProcess(t, bin, kubeconfig, metricsAddr, args)
 		start := time.Now()
 		waitAllReady(t, mgr, ready, noiseArtifacts, 2*time.Minute)
 		run.readySeconds = time.Since(start).Seconds()

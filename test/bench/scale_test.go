@@ -23,10 +23,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -93,10 +91,7 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: scaleInterval(cfg.interval, n), firstByRes: map[string]int{}, steadyByRes: map[string]int{}, token: token}
 
 	kubeconfig, rc, k8s := startControlPlane(t)
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatalf("creating a clientset for the test cluster: %v", err)
-	}
+	cs := clientset(t, rc)
 
 	opts := registrytest.Options{}
 	if token {
@@ -135,7 +130,7 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 		args = append(args, "--pprof-bind-address="+pprofAddr)
 	}
 	cpu0, self0 := childrenCPU(t), procCPUSeconds(t, os.Getpid())
-	mgr := startManager(t, bin, kubeconfig, metricsAddr, args)
+	mgr := startProcess(t, bin, kubeconfig, metricsAddr, args)
 	start := time.Now()
 	var cpuProfile <-chan []byte
 	if pprofAddr != "" {
@@ -381,40 +376,7 @@ func watchReady(t *testing.T, k8s client.WithWatch, n int) <-chan struct{} {
 // watchReadyIn is watchReady in namespace ns.
 func watchReadyIn(t *testing.T, k8s client.WithWatch, ns string, n int) <-chan struct{} {
 	t.Helper()
-	ctx := t.Context()
-	w, err := k8s.Watch(ctx, &ocisyncv1alpha1.ArtifactList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatalf("watching Artifacts: %v", err)
-	}
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	t.Cleanup(func() { w.Stop(); <-stopped })
-	go func() {
-		defer close(stopped)
-		ready := map[string]bool{}
-		for ev := range w.ResultChan() {
-			a, ok := ev.Object.(*ocisyncv1alpha1.Artifact)
-			if !ok || ev.Type == watch.Error {
-				continue
-			}
-			c := apimeta.FindStatusCondition(a.Status.Conditions, ocisyncv1alpha1.ConditionReady)
-			ready[a.Name] = ev.Type != watch.Deleted && c != nil && c.Status == metav1.ConditionTrue && a.Status.ObservedGeneration == a.Generation
-			count := 0
-			for _, r := range ready {
-				if r {
-					count++
-				}
-			}
-			if count == n {
-				close(done)
-				// Drain until the cleanup stops the watch.
-				for range w.ResultChan() {
-				}
-				return
-			}
-		}
-	}()
-	return done
+	return watchReadyGVK(t, k8s, ocisyncv1alpha1.GroupVersion.WithKind("Artifact"), ns, n)
 }
 
 // writeVerbs are the apiserver_request_total verbs that change state.
@@ -489,22 +451,25 @@ type manager struct {
 	exited      chan struct{}
 }
 
-func startManager(t *testing.T, bin, kubeconfig, metricsAddr string, args []string) *manager {
+// startProcess runs bin with args, its output in a log of its own, and
+// kills it when t ends, showing the log's tail if t failed. Only the
+// kubeconfig leads it to a cluster; HOME and TMPDIR (where the manager
+// keeps its blob cache) are a fresh folder, so each run starts empty.
+// env adds variables.
+func startProcess(t *testing.T, bin, kubeconfig, metricsAddr string, args []string, env ...string) *manager {
 	t.Helper()
 	dir := t.TempDir()
-	m := &manager{log: filepath.Join(dir, "manager.log"), metricsAddr: metricsAddr, exited: make(chan struct{})}
+	m := &manager{log: filepath.Join(dir, filepath.Base(bin)+".log"), metricsAddr: metricsAddr, exited: make(chan struct{})}
 	logf, err := os.Create(m.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close() // the child has its own descriptor
 	m.cmd = exec.Command(bin, args...)
-	// Only the kubeconfig leads to a cluster.
-	// TMPDIR holds the blob cache: each run starts with an empty one.
-	m.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir, "KUBECONFIG=" + kubeconfig}
+	m.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir, "KUBECONFIG=" + kubeconfig}, env...)
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
 	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("starting %s manager: %v", bin, err)
+		t.Fatalf("starting %s: %v", bin, err)
 	}
 	go func() {
 		_ = m.cmd.Wait()
@@ -514,7 +479,7 @@ func startManager(t *testing.T, bin, kubeconfig, metricsAddr string, args []stri
 		_ = m.cmd.Process.Kill()
 		<-m.exited
 		if t.Failed() {
-			t.Logf("manager log (%s):\n%s", m.log, m.logTail())
+			t.Logf("%s log (%s):\n%s", filepath.Base(bin), m.log, m.logTail())
 		}
 	})
 	return m
@@ -524,7 +489,7 @@ func (m *manager) pid() int { return m.cmd.Process.Pid }
 
 var eventsDroppedRE = regexp.MustCompile(`(?m)^ocisync_events_dropped_total\{[^}]*\} ([0-9.e+]+)$`)
 
-var syncsTotalRE = regexp.MustCompile(`^ocisync_artifact_syncs_total\{.*result="([^"]*)".*\} ([0-9.e+]+)$`)
+var syncsTotalRE = regexp.MustCompile(`(?m)^ocisync_artifact_syncs_total\{.*result="([^"]*)".*\} ([0-9.e+]+)$`)
 
 // syncResults scrapes the manager's ocisync_artifact_syncs_total, by
 // result. Not its log: zap samples a message logged over 100 times a
@@ -532,6 +497,19 @@ var syncsTotalRE = regexp.MustCompile(`^ocisync_artifact_syncs_total\{.*result="
 func (m *manager) syncResults(t *testing.T) counts {
 	t.Helper()
 	c := counts{}
+	for _, sm := range syncsTotalRE.FindAllStringSubmatch(m.metrics(t), -1) {
+		v, err := strconv.ParseFloat(sm[2], 64)
+		if err != nil {
+			t.Fatalf("parsing %q of the manager's /metrics: %v", sm[0], err)
+		}
+		c[sm[1]] += int(v)
+	}
+	return c
+}
+
+// metrics is the manager's /metrics page.
+func (m *manager) metrics(t *testing.T) string {
+	t.Helper()
 	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatalf("reading the manager's /metrics: %v", err)
@@ -541,16 +519,7 @@ func (m *manager) syncResults(t *testing.T) counts {
 	if err != nil {
 		t.Fatalf("reading the manager's /metrics: %v", err)
 	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		if sm := syncsTotalRE.FindStringSubmatch(line); sm != nil {
-			v, err := strconv.ParseFloat(sm[2], 64)
-			if err != nil {
-				t.Fatalf("parsing %q of the manager's /metrics: %v", line, err)
-			}
-			c[sm[1]] += int(v)
-		}
-	}
-	return c
+	return string(raw)
 }
 
 // syncs is the number of syncs the manager has done so far.

@@ -4,8 +4,6 @@ package bench
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -96,7 +94,7 @@ func runShard(t *testing.T, cfg config, n int) shardResult {
 		if selector != "" {
 			args = append(args, "--watch-label-selector="+selector)
 		}
-		return startManager(t, bin, kubeconfig, metricsAddr, args), pprofAddr
+		return startProcess(t, bin, kubeconfig, metricsAddr, args), pprofAddr
 	}
 	measure := func(m *manager, pprofAddr, selector string, steady int) shardManager {
 		r := shardManager{selector: selector, steadySyncs: steady}
@@ -231,17 +229,8 @@ func (m *manager) cachedArtifacts(t *testing.T) int {
 // of each match of re, as numbers.
 func scrapeMetric(t *testing.T, m *manager, re *regexp.Regexp) []float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatalf("reading the manager's /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading the manager's /metrics: %v", err)
-	}
 	var out []float64
-	for _, sm := range re.FindAllStringSubmatch(string(raw), -1) {
+	for _, sm := range re.FindAllStringSubmatch(m.metrics(t), -1) {
 		v, err := strconv.ParseFloat(strings.TrimSpace(sm[1]), 64)
 		if err != nil {
 			t.Fatalf("parsing %q of the manager's /metrics: %v", sm[0], err)
