@@ -58,6 +58,7 @@ type managerOptions struct {
 	webhookAddr             string
 	webhookTokenFile        string
 	webhookToken            string // read from webhookTokenFile at start
+	webhookCertDir          string
 	zap                     zap.Options
 }
 
@@ -89,9 +90,11 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.watchLabelSelector, "watch-label-selector", "",
 		"reconcile only the Artifacts whose labels match this label selector (e.g. ocisync.io/shard=a, or !ocisync.io/shard), so that managers with disjoint selectors split a cluster; their outputs carry the Artifact's labels the selector names. Empty: all Artifacts")
 	fs.StringVar(&o.webhookAddr, "webhook-bind-address", "",
-		"address the push receiver binds to (e.g. :9443), on the leader only: registries POST their notifications to /hooks/distribution, and the Artifacts that follow the pushed repository sync at once; empty turns it off")
+		"address the push receiver binds to (e.g. :9443), on every replica: registries POST their notifications to /hooks/PROVIDER (see docs/push-triggers.md), and the Artifacts that follow the pushed repository sync at once; empty turns it off")
 	fs.StringVar(&o.webhookTokenFile, "webhook-token-file", "",
-		"file holding the token registries must send (Authorization: Bearer TOKEN); whitespace around it is trimmed; required with --webhook-bind-address")
+		"file holding the token registries must send (Authorization: Bearer TOKEN, or the provider's own way); whitespace around it is trimmed; required with --webhook-bind-address")
+	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "",
+		"folder holding tls.crt and tls.key (as a kubernetes.io/tls Secret mounts them) for the push receiver to serve HTTPS, reloaded when they change; empty: plain HTTP, for a receiver behind an Ingress that terminates TLS")
 	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"comma-separated namespaces to reconcile Artifacts in and to cache anything of (e.g. team-a,team-b); empty: all namespaces")
 	// --kubeconfig, with controller-runtime's usual precedence: the flag,
@@ -144,6 +147,9 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "ocisync manager: %v\n", err)
 			return 2
 		}
+	} else if opts.webhookTokenFile != "" || opts.webhookCertDir != "" {
+		fmt.Fprintf(stderr, "ocisync manager: --webhook-token-file and --webhook-cert-dir need --webhook-bind-address, the address the push receiver listens on\n")
+		return 2
 	}
 	cacheSize, err := resource.ParseQuantity(opts.blobCacheSize)
 	if err != nil || cacheSize.Sign() < 0 {
@@ -372,22 +378,32 @@ func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Sc
 		log := mgr.GetLogger().WithName("receiver")
 		// Events for one repository within the window make one round of
 		// syncs: registries retry, pipelines push many tags.
+		// Every replica receives. The leader puts the Artifacts due
+		// straight into its queue; a replica that does not lead (its
+		// queue is not running) asks the leader by annotating them, so a
+		// Service can route to any replica.
+		elected := mgr.Elected()
 		coalescer := receiver.NewCoalescer(pushWindow, func(changes []receiver.Change) {
-			counts, err := r.TriggerChanges(context.Background(), "", changes)
+			trigger, how := r.TriggerChanges, "queued"
+			select {
+			case <-elected:
+			default:
+				trigger, how = r.RequestChanges, "requested from the leader"
+			}
+			counts, err := trigger(context.Background(), changes)
 			if err != nil {
 				log.Error(err, "triggering the Artifacts of pushed repositories")
 				return
 			}
 			for i, c := range changes {
-				log.Info("push triggered syncs", "host", c.Host, "repository", c.Repository, "artifacts", counts[i])
+				log.Info("push triggered syncs", "host", c.Host, "repository", c.Repository, "tag", c.Tag, "artifacts", counts[i], "how", how)
 			}
 		})
 		h := receiver.NewHandler(opts.webhookToken, func(_ context.Context, _ string, changes []receiver.Change) ([]int, error) {
-			coalescer.Add(changes)
-			return nil, nil
+			return nil, coalescer.Add(changes)
 		}, log)
 		h.Observe = metrics.ObserveWebhook
-		if err := mgr.Add(&receiver.Server{Addr: opts.webhookAddr, Handler: h}); err != nil {
+		if err := mgr.Add(&receiver.Server{Addr: opts.webhookAddr, Handler: h, CertDir: opts.webhookCertDir}); err != nil {
 			return fmt.Errorf("adding the push receiver: %w", err)
 		}
 	}

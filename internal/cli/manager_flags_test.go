@@ -30,6 +30,8 @@ func TestManagerRefusesBadFlags(t *testing.T) {
 		{[]string{"--watch-namespaces=" + strings.Repeat("n", 64)}, "is not a namespace name"},
 		{[]string{"--webhook-bind-address=:9443"}, "--webhook-bind-address needs --webhook-token-file"},
 		{[]string{"--webhook-bind-address=:9443", "--webhook-token-file=/nonexistent/token"}, "reading the webhook token"},
+		{[]string{"--webhook-cert-dir=/tmp"}, "need --webhook-bind-address"},
+		{[]string{"--webhook-token-file=/tmp/token"}, "need --webhook-bind-address"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			// No cluster is needed: flags are checked before one is sought.

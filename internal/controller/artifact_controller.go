@@ -95,7 +95,7 @@ type ArtifactReconciler struct {
 	pushEvents chan event.TypedGenericEvent[*v1alpha1.Artifact]
 }
 
-// +kubebuilder:rbac:groups=ocisync.io,resources=artifacts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ocisync.io,resources=artifacts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=ocisync.io,resources=artifacts/status,verbs=get;update;patch
 // Owner references that block the owner's deletion need this where the
 // OwnerReferencesPermissionEnforcement admission plugin runs.

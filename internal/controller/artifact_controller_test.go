@@ -761,11 +761,17 @@ func readyMessage(a *v1alpha1.Artifact) string {
 // artifactEvents lists the events.k8s.io/v1 Events about the Artifact.
 func artifactEvents(ns string) []eventsv1.Event {
 	GinkgoHelper()
+	return eventsAbout(ns, artifactName)
+}
+
+// eventsAbout lists the events.k8s.io/v1 Events about Artifact ns/name.
+func eventsAbout(ns, name string) []eventsv1.Event {
+	GinkgoHelper()
 	var list eventsv1.EventList
 	Expect(k8sClient.List(bg, &list, client.InNamespace(ns))).To(Succeed())
 	var out []eventsv1.Event
 	for _, e := range list.Items {
-		if e.Regarding.Kind == "Artifact" && e.Regarding.Name == artifactName {
+		if e.Regarding.Kind == "Artifact" && e.Regarding.Name == name {
 			out = append(out, e)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	. "github.com/onsi/gomega"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -259,20 +258,6 @@ func setArtifactLabel(ns, name, key, value string) {
 	}
 	Expect(k8sClient.Patch(bg, labelled, client.MergeFrom(a))).To(Succeed())
 	Expect(labelled.Generation).To(Equal(a.Generation), "relabelling changed the spec")
-}
-
-// eventsAbout lists the Events about the Artifact name.
-func eventsAbout(ns, name string) []eventsv1.Event {
-	GinkgoHelper()
-	var list eventsv1.EventList
-	Expect(k8sClient.List(bg, &list, client.InNamespace(ns))).To(Succeed())
-	var out []eventsv1.Event
-	for _, e := range list.Items {
-		if e.Regarding.Kind == "Artifact" && e.Regarding.Name == name {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 func ptrs[T any](items []T) []*T {

@@ -6,7 +6,7 @@ import (
 )
 
 // Coalescer gathers changes for a short window and hands each repository
-// on once per window, however many events named it: a registry retries,
+// tag on once per window, however many events named it: a registry retries,
 // a pipeline pushes many tags, and each must make one sync per Artifact,
 // not one per event.
 type Coalescer struct {
@@ -20,10 +20,17 @@ type Coalescer struct {
 	armed   bool
 }
 
-// repoKey is what makes two changes the same for coalescing: the
-// repository on the host. Tags and digests do not matter, since a sync
-// resolves the Artifact's own reference anyway.
-type repoKey struct{ host, repository string }
+// repoKey is what makes two changes the same for coalescing: the tag of
+// the repository on the host. The tag is kept because it decides which
+// Artifacts are due (a push of v1 then v2 must reach the followers of
+// both); the digest does not, since a sync resolves the Artifact's own
+// reference anyway.
+type repoKey struct{ host, repository, tag string }
+
+// MaxPending bounds the changes a Coalescer holds for one window; beyond
+// it Add refuses with ErrBusy (429) so that a flood of distinct
+// repositories cannot grow the manager's memory.
+const MaxPending = 4096
 
 // NewCoalescer returns a Coalescer that calls flush with the changes of
 // each window, one per repository, window after the first of them.
@@ -31,26 +38,37 @@ func NewCoalescer(window time.Duration, flush func([]Change)) *Coalescer {
 	return &Coalescer{window: window, flush: flush, after: func(d time.Duration, f func()) { time.AfterFunc(d, f) }, pending: map[repoKey]Change{}}
 }
 
-// Add queues changes; it never blocks on the flush.
-func (c *Coalescer) Add(changes []Change) {
+// Add queues changes; it never blocks on the flush. It takes all of
+// them or, when they would not fit under MaxPending, none and returns
+// ErrBusy.
+func (c *Coalescer) Add(changes []Change) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	fresh := 0
 	for _, ch := range changes {
-		k := repoKey{ch.Host, ch.Repository}
+		if _, ok := c.pending[repoKey{ch.Host, ch.Repository, ch.Tag}]; !ok {
+			fresh++
+		}
+	}
+	if len(c.order)+fresh > MaxPending {
+		return ErrBusy
+	}
+	for _, ch := range changes {
+		k := repoKey{ch.Host, ch.Repository, ch.Tag}
 		if _, ok := c.pending[k]; !ok {
 			c.order = append(c.order, k)
 		}
-		// The latest tag and digest, for the log; the repository is what
-		// counts.
-		c.pending[k] = Change{Host: ch.Host, Repository: ch.Repository, Tag: ch.Tag, Digest: ch.Digest}
+		// The latest digest, for the log.
+		c.pending[k] = ch
 	}
 	if !c.armed && len(c.order) > 0 {
 		c.armed = true
 		c.after(c.window, c.fire)
 	}
+	return nil
 }
 
-// Pending is how many repositories wait for the next flush.
+// Pending is how many repository tags wait for the next flush.
 func (c *Coalescer) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
