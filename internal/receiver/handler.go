@@ -16,7 +16,8 @@ const MaxBody = 1 << 20
 // Results of a request, the result label of the webhook metric.
 const (
 	ResultAccepted     = "accepted"     // parsed; its changes were handed on
-	ResultIgnored      = "ignored"      // parsed, nothing of interest (a blob push, a pull)
+	ResultIgnored      = "ignored"      // parsed, nothing of interest (a blob push, a pull, a ping)
+	ResultHandshake    = "handshake"    // the sender's check of the endpoint, answered (Event Grid validation, CloudEvents OPTIONS)
 	ResultUnauthorized = "unauthorized" // wrong or missing token or signature
 	ResultMalformed    = "malformed"    // not the format of its path
 	ResultTooLarge     = "too_large"    // over MaxBody
@@ -39,11 +40,42 @@ type provider struct {
 	// authorized checks the request's token or signature; body is the
 	// whole body, for signatures over it.
 	authorized func(r *http.Request, body []byte, token string) bool
-	parse      func(body []byte) ([]Change, error)
+	// parse returns the changes a request tells of; some formats say
+	// what the body is in a header.
+	parse func(r *http.Request, body []byte) ([]Change, error)
+	// handshake, if set, answers a request that is the sender checking
+	// the endpoint rather than a notification, and reports whether it
+	// did. It runs once the request is authorized, before parse.
+	handshake func(w http.ResponseWriter, r *http.Request, body []byte) bool
+	// options serves OPTIONS on the path too; only handshake answers it.
+	options bool
 }
 
+// bodyOnly adapts a parser that needs the body alone.
+func bodyOnly(parse func(body []byte) ([]Change, error)) func(*http.Request, []byte) ([]Change, error) {
+	return func(_ *http.Request, body []byte) ([]Change, error) { return parse(body) }
+}
+
+// notBody adapts a token check that does not read the body.
+func notBody(check func(r *http.Request, token string) bool) func(*http.Request, []byte, string) bool {
+	return func(r *http.Request, _ []byte, token string) bool { return check(r, token) }
+}
+
+// providers are the formats served, with how each is authorized: see
+// docs/push-triggers.md.
 var providers = []provider{
-	{name: "distribution", authorized: func(r *http.Request, _ []byte, token string) bool { return bearerAuthorized(r, token) }, parse: ParseDistribution},
+	{name: "distribution", authorized: notBody(bearerAuthorized), parse: bodyOnly(ParseDistribution)},
+	{name: "harbor", authorized: notBody(headerAuthorized), parse: bodyOnly(ParseHarbor)},
+	{name: "dockerhub", authorized: notBody(bearerOrQueryAuthorized), parse: bodyOnly(ParseDockerHub)},
+	{name: "github", authorized: signatureAuthorized, parse: func(r *http.Request, body []byte) ([]Change, error) {
+		return ParseGitHub(r.Header.Get(githubEventHeader), body)
+	}},
+	{name: "quay", authorized: notBody(bearerOrQueryAuthorized), parse: bodyOnly(ParseQuay)},
+	{name: "acr", authorized: notBody(bearerOrQueryAuthorized), parse: bodyOnly(ParseACR), handshake: acrHandshake},
+	{name: "gar", authorized: notBody(bearerOrQueryAuthorized), parse: bodyOnly(ParseGAR)},
+	{name: "cloudevents", authorized: notBody(bearerOrQueryAuthorized), parse: func(r *http.Request, body []byte) ([]Change, error) {
+		return ParseCloudEvents(r.Header, body)
+	}, handshake: cloudEventsHandshake, options: true},
 }
 
 // Handler serves every provider's path. Token is the shared secret;
@@ -61,7 +93,11 @@ type Handler struct {
 func NewHandler(token string, trigger Trigger, log logr.Logger) *Handler {
 	h := &Handler{Token: token, Trigger: trigger, Log: log, mux: http.NewServeMux()}
 	for _, p := range providers {
-		h.mux.HandleFunc("POST /hooks/"+p.name, func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, p) })
+		serve := func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, p) }
+		h.mux.HandleFunc("POST /hooks/"+p.name, serve)
+		if p.options {
+			h.mux.HandleFunc("OPTIONS /hooks/"+p.name, serve)
+		}
 	}
 	return h
 }
@@ -93,7 +129,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	changes, err := p.parse(body)
+	if p.handshake != nil && p.handshake(w, r, body) {
+		result = ResultHandshake
+		return
+	}
+	if r.Method != http.MethodPost {
+		// An OPTIONS no handshake answered.
+		result = ResultIgnored
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "only POST notifications are served here", http.StatusMethodNotAllowed)
+		return
+	}
+	changes, err := p.parse(r, body)
 	if err != nil {
 		h.Log.Info("refused a malformed notification", "provider", p.name, "error", err.Error())
 		http.Error(w, err.Error(), http.StatusBadRequest)
