@@ -5,6 +5,9 @@
 #
 #   hack/build-installer.sh IMAGE OUTPUT
 #
+# COMPONENTS (space- or comma-separated names of folders under
+# config/components, e.g. push-receiver) adds optional parts.
+#
 # kubebuilder's Makefile edits config/manager/kustomization.yaml with
 # `kustomize edit set image`; `kubectl kustomize` has no edit command, and
 # a build should not change tracked files, so the image is set in a
@@ -33,6 +36,17 @@ trap 'rm -rf "$overlay"' EXIT
 	echo "kind: Kustomization"
 	echo "resources:"
 	echo "- ../config/default"
+	comps=${COMPONENTS:-}; comps=${comps//,/ }
+	if [ -n "${comps// /}" ]; then
+		echo "components:"
+		for c in $comps; do
+			[ -f "$root/config/components/$c/kustomization.yaml" ] || {
+				echo "$0: no component $c: the components are $(ls "$root/config/components" | tr '\n' ' ')" >&2
+				exit 2
+			}
+			echo "- ../config/components/$c"
+		done
+	fi
 	echo "images:"
 	echo "- name: controller"
 	echo "  newName: $name"

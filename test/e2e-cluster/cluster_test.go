@@ -18,6 +18,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	clustertest "github.com/ocisync/ocisync/test/cluster"
+	registrytest "github.com/ocisync/ocisync/test/registry"
 )
 
 // The specs share one installed manager and run in order: the last ones
@@ -168,6 +171,81 @@ spec:
 		} {
 			Expect(kubectl("-n", ns, "exec", "reader", "--", "/testtools", "cat", "/data/current/"+path)).To(Equal(want), "current/%s", path)
 		}
+	})
+
+	It("with the push-receiver component and two replicas, syncs within seconds of a push the registry notifies through the Service, and of one posted to the replica that does not lead", func() {
+		const ns = "e2e-push"
+		namespace(ns)
+		token := "e2e-push-token-" + strings.Repeat("x", 32)
+		kubectl("-n", managerNS, "create", "secret", "generic", "ocisync-push-receiver-token", "--from-literal=token="+token)
+
+		By("make build-installer INSTALL_COMPONENTS=push-receiver, applied, scaled to two replicas")
+		installYAML = buildInstaller(jsonpath(managerNS, "deployment/"+managerDeployment, ".spec.template.spec.containers[0].image"), "push-receiver")
+		kubectl("apply", "-f", installYAML)
+		kubectl("-n", managerNS, "scale", "deployment/"+managerDeployment, "--replicas=2")
+		kubectl("-n", managerNS, "rollout", "status", "deployment/"+managerDeployment, "--timeout=3m")
+		DeferCleanup(func() {
+			kubectl("-n", managerNS, "scale", "deployment/"+managerDeployment, "--replicas=1")
+			kubectl("-n", managerNS, "rollout", "status", "deployment/"+managerDeployment, "--timeout=3m")
+		})
+		ip := jsonpath(managerNS, "service/ocisync-push-receiver", ".spec.clusterIP")
+		hook := "http://" + ip + ":80/hooks/distribution"
+
+		By("a registry whose notifications go to the receiver's Service")
+		nreg := registrytest.Start(GinkgoT(), registrytest.Options{Host: clustertest.NodeIP, Notify: registrytest.Notify{URL: hook, Token: token}})
+		dir := GinkgoT().TempDir()
+		push := func(r *registrytest.Registry, config, repo, text string) {
+			GinkgoHelper()
+			writeFiles(dir, map[string]string{"a.txt": text})
+			pusher.In(dir).MustRun(GinkgoT(), append(append([]string{"push", r.Ref(repo, "v1")}, r.OrasFlags(config)...), "a.txt")...)
+		}
+		push(nreg, "", "e2e/pushed", "one\n")
+		push(reg, pushConfig, "e2e/posted", "one\n")
+		apply(artifactYAML(ns, "pushed", nreg.Ref("e2e/pushed", "v1"), `configMap: {name: pushed}`))
+		apply(artifactYAML(ns, "posted", reg.Ref("e2e/posted", "v1"), `configMap: {name: posted}`))
+		waitReady(ns, "pushed", 2*time.Minute)
+		waitReady(ns, "posted", 2*time.Minute)
+		content := func(name string) func() string {
+			return func() string { return kubectlOr("-n", ns, "get", "configmap", name, "-o", `jsonpath={.data.a\.txt}`) }
+		}
+
+		By("refusing a notification without the token")
+		envelope := `{"events":[{"action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","repository":"e2e/posted","tag":"v1"}}]}`
+		post := func(url, bearer string) int {
+			GinkgoHelper()
+			req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(envelope))
+			Expect(err).NotTo(HaveOccurred())
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		Expect(post(hook, "")).To(Equal(http.StatusUnauthorized))
+
+		By("pushing: the registry notifies the Service, an hour before the interval")
+		pushed := time.Now()
+		push(nreg, "", "e2e/pushed", "two\n")
+		Eventually(content("pushed"), 20*time.Second, 100*time.Millisecond).Should(Equal("two\n"))
+		GinkgoWriter.Printf("the push reached the ConfigMap in %s\n", time.Since(pushed))
+
+		By("posting to the replica that does not lead")
+		holder := kubectl("-n", managerNS, "get", "lease", leaseName, "-o", "jsonpath={.spec.holderIdentity}")
+		var follower string
+		for _, line := range nonEmpty(kubectl("-n", managerNS, "get", "pods", "-l", managerSelector, "-o", `jsonpath={range .items[*]}{.metadata.name}{" "}{.status.podIP}{"\n"}{end}`)) {
+			f := strings.Fields(line)
+			if len(f) == 2 && !strings.HasPrefix(holder, f[0]+"_") {
+				follower = f[1]
+			}
+		}
+		Expect(follower).NotTo(BeEmpty(), "a manager Pod that does not hold the Lease %q", holder)
+		push(reg, pushConfig, "e2e/posted", "two\n")
+		Expect(post("http://"+follower+":9443/hooks/distribution", token)).To(Equal(http.StatusAccepted))
+		Eventually(content("posted"), 20*time.Second, 100*time.Millisecond).Should(Equal("two\n"))
+		Expect(jsonpath(ns, "artifact/posted", `.metadata.annotations.reconcile\.ocisync\.io/requestedAt`)).NotTo(BeEmpty(),
+			"the replica that does not lead asked the leader through the annotation")
 	})
 
 	It("replaces a manager Pod deleted in the middle of syncs: the new Pod takes the Lease and every Artifact becomes Ready, nothing lost or half written", func() {

@@ -134,10 +134,11 @@ func repoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// buildInstaller runs `make build-installer IMG=img` on a copy of the
-// Makefile, hack/ and config/, so that nothing is written into the
-// repository, and returns the dist/install.yaml it wrote.
-func buildInstaller(img string) string {
+// buildInstaller runs `make build-installer IMG=img
+// INSTALL_COMPONENTS=components` on a copy of the Makefile, hack/ and
+// config/, so that nothing is written into the repository, and returns
+// the dist/install.yaml it wrote.
+func buildInstaller(img string, components ...string) string {
 	dir := filepath.Join(GinkgoT().TempDir(), "repo")
 	for _, p := range []string{"Makefile", "hack", "config"} {
 		cmd := exec.Command("cp", "-r", filepath.Join(repoRoot(), p), filepath.Join(dir, p))
@@ -145,7 +146,7 @@ func buildInstaller(img string) string {
 		out, err := cmd.CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), "copying %s: %s", p, out)
 	}
-	cmd := exec.Command("make", "-s", "build-installer", "IMG="+img, "KUBECTL="+cluster.Kubectl)
+	cmd := exec.Command("make", "-s", "build-installer", "IMG="+img, "KUBECTL="+cluster.Kubectl, "INSTALL_COMPONENTS="+strings.Join(components, " "))
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "make build-installer IMG=%s: %s", img, out)

@@ -238,7 +238,7 @@ var _ = Describe("the push receiver", func() {
 
 		By("stopping the leader: the second replica leads and queues pushes itself")
 		stopManager(a)
-		Eventually(leaseHolder).WithTimeout(20*time.Second).Should(And(Not(BeEmpty()), Not(Equal(leader))))
+		Eventually(leaseHolder).WithTimeout(20 * time.Second).Should(And(Not(BeEmpty()), Not(Equal(leader))))
 		pushed = time.Now()
 		f.push("push/two", "push/two three\n")
 		Eventually(f.content("push/two")).WithTimeout(15 * time.Second).WithPolling(50 * time.Millisecond).Should(Equal("push/two three\n"))
