@@ -19,9 +19,10 @@
 //	OCISYNC_BENCH_NOISE_NS  namespaces the noise is spread over (default 20 when OCISYNC_BENCH_NOISE is set, else 4)
 //	OCISYNC_BENCH_SHARD_N   Artifacts of the shard run, split between two managers, 0 to skip it (default 40)
 //	OCISYNC_BENCH_CREATE_N  Artifacts created while the manager runs, 0 to skip that run (default 20)
+//	OCISYNC_BENCH_PUSH_N    Artifacts of the push run, 10 per repository, each repository pushed twice in rotation, 0 to skip it (default 20)
 //	OCISYNC_BENCH_FLUX      Flux source-controller's binary (make flux), for the same run with OCIRepositories side by side; unset: ocisync alone
 //	OCISYNC_BENCH_FLUX_CRDS the folder of its CRDs (default crds beside the binary)
-//	OCISYNC_BENCH_ONLY      run only this section: scale, token, blob, noise, shard or create (default all)
+//	OCISYNC_BENCH_ONLY      run only this section: scale, token, blob, noise, shard, create or push (default all)
 //	OCISYNC_BENCH_OUT       where to write the Markdown results (default: a temp file)
 //	OCISYNC_BENCH_PROFILE_DIR  where to keep the CPU and heap profiles of the manager (default: a temp folder)
 package bench
@@ -53,6 +54,7 @@ type config struct {
 	noiseNS    int    // namespaces the noise is spread over
 	shardN     int    // Artifacts of the shard run; 0 skips it
 	createN    int    // Artifacts created while the manager runs; 0 skips it
+	pushN      int    // Artifacts of the push run; 0 skips it
 	flux       string // Flux source-controller's binary, "" for none
 	fluxCRDs   string
 	only       string
@@ -62,7 +64,7 @@ type config struct {
 
 func loadConfig(t *testing.T) config {
 	t.Helper()
-	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}, noise: 40, noiseNS: 4, shardN: 40, createN: 20}
+	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}, noise: 40, noiseNS: 4, shardN: 40, createN: 20, pushN: 2 * pushPerRepo}
 	for name, dst := range map[string]*[]int{"OCISYNC_BENCH_N": &c.counts, "OCISYNC_BENCH_CONCURRENT": &c.concurrent} {
 		v := os.Getenv(name)
 		if v == "" {
@@ -134,6 +136,13 @@ func loadConfig(t *testing.T) config {
 			*dst = n
 		}
 	}
+	if v := os.Getenv("OCISYNC_BENCH_PUSH_N"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n%pushPerRepo != 0 {
+			t.Fatalf("OCISYNC_BENCH_PUSH_N=%q: want a multiple of %d Artifacts (%d per repository), or 0 to skip the push run", v, pushPerRepo, pushPerRepo)
+		}
+		c.pushN = n
+	}
 	if c.flux = os.Getenv("OCISYNC_BENCH_FLUX"); c.flux != "" {
 		c.fluxCRDs = os.Getenv("OCISYNC_BENCH_FLUX_CRDS")
 		if c.fluxCRDs == "" {
@@ -146,8 +155,8 @@ func loadConfig(t *testing.T) config {
 		}
 	}
 	c.only = os.Getenv("OCISYNC_BENCH_ONLY")
-	if !slices.Contains([]string{"", "scale", "token", "blob", "noise", "shard", "create"}, c.only) {
-		t.Fatalf("OCISYNC_BENCH_ONLY=%q: want scale, token, blob, noise, shard or create", c.only)
+	if !slices.Contains([]string{"", "scale", "token", "blob", "noise", "shard", "create", "push"}, c.only) {
+		t.Fatalf("OCISYNC_BENCH_ONLY=%q: want scale, token, blob, noise, shard, create or push", c.only)
 	}
 	c.profileDir = os.Getenv("OCISYNC_BENCH_PROFILE_DIR")
 	if c.profileDir == "" {
@@ -224,6 +233,13 @@ func TestBench(t *testing.T) {
 			checkCreate(t, res)
 		})
 	}
+	if cfg.pushN > 0 && run("push") {
+		t.Run(fmt.Sprintf("push-%d", cfg.pushN), func(t *testing.T) {
+			res := runPush(t, cfg, cfg.pushN)
+			rep.push = &res
+			checkPush(t, res)
+		})
+	}
 	if t.Failed() {
 		return
 	}
@@ -251,6 +267,9 @@ func TestBench(t *testing.T) {
 	}
 	if cfg.createN > 0 && run("create") {
 		wants = append(wants, "## Created while running", "| ocisync, median")
+	}
+	if cfg.pushN > 0 && run("push") {
+		wants = append(wants, "## Push", "| Latency, median", "| Other repositories' requests")
 	}
 	for _, want := range wants {
 		if !strings.Contains(md, want) {

@@ -55,11 +55,13 @@ func (c counts) String() string {
 
 // countingProxy is a reverse proxy in front of the registry that counts
 // requests by method and endpoint kind, so the figures are what the
-// manager asked, not what the registry logs.
+// manager asked, not what the registry logs; and the same again by
+// repository, for the requests that name one.
 type countingProxy struct {
-	Host string // host:port to put in references
-	mu   sync.Mutex
-	c    counts
+	Host   string // host:port to put in references
+	mu     sync.Mutex
+	c      counts
+	byRepo map[string]counts
 }
 
 func startProxy(t *testing.T, target string) *countingProxy {
@@ -68,7 +70,7 @@ func startProxy(t *testing.T, target string) *countingProxy {
 	if err != nil {
 		t.Fatalf("parsing the registry URL %q: %v", target, err)
 	}
-	p := &countingProxy{c: counts{}}
+	p := &countingProxy{c: counts{}, byRepo: map[string]counts{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -81,6 +83,12 @@ func startProxy(t *testing.T, target string) *countingProxy {
 		}
 		p.mu.Lock()
 		p.c[key]++
+		if repo := repositoryOf(r.URL.Path); repo != "" {
+			if p.byRepo[repo] == nil {
+				p.byRepo[repo] = counts{}
+			}
+			p.byRepo[repo][key]++
+		}
 		p.mu.Unlock()
 	}))
 	t.Cleanup(srv.Close)
@@ -111,6 +119,36 @@ func (p *countingProxy) snapshot() counts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return maps.Clone(p.c)
+}
+
+// snapshotRepos returns a copy of the counts so far by repository.
+func (p *countingProxy) snapshotRepos() map[string]counts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]counts, len(p.byRepo))
+	for repo, c := range p.byRepo {
+		out[repo] = maps.Clone(c)
+	}
+	return out
+}
+
+// repositoryOf is the repository a distribution API path names, "" for
+// one that names none (the ping, the catalog, anything else).
+func repositoryOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return ""
+	}
+	end := -1
+	for _, sep := range []string{"/manifests/", "/blobs/", "/tags/list", "/referrers/"} {
+		if i := strings.Index(rest, sep); i > 0 && (end < 0 || i < end) {
+			end = i
+		}
+	}
+	if end < 0 {
+		return ""
+	}
+	return rest[:end]
 }
 
 // endpointKind names the distribution API endpoint of path.
@@ -151,6 +189,24 @@ func TestEndpointKind(t *testing.T) {
 	} {
 		if got := endpointKind(tc.path); got != tc.want {
 			t.Errorf("endpointKind(%q) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestRepositoryOf(t *testing.T) {
+	for _, tc := range []struct{ path, want string }{
+		{"/v2/", ""},
+		{"/v2/bench/repo-3/manifests/v1", "bench/repo-3"},
+		{"/v2/a/manifests/sha256:abc", "a"},
+		{"/v2/a/b/c/blobs/sha256:abc", "a/b/c"},
+		{"/v2/a/blobs/uploads/123", "a"},
+		{"/v2/a/tags/list", "a"},
+		{"/v2/a/referrers/sha256:abc", "a"},
+		{"/v2/_catalog", ""},
+		{"/token", ""},
+	} {
+		if got := repositoryOf(tc.path); got != tc.want {
+			t.Errorf("repositoryOf(%q) = %q, want %q", tc.path, got, tc.want)
 		}
 	}
 }

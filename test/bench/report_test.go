@@ -51,6 +51,7 @@ type report struct {
 	noise    *noiseResult // the cluster noise run, nil when skipped
 	shard    *shardResult // the shard run, nil when skipped
 	create   *createResult
+	push     *pushResult // the push run, nil when skipped
 }
 
 // describeMachine returns the machine's and the tools' descriptions.
@@ -433,6 +434,55 @@ func (r *report) markdown() string {
 		} else {
 			p("| Flux source-controller | not run (OCISYNC_BENCH_FLUX unset) | | |")
 		}
+	}
+	if pr := r.push; pr != nil {
+		p("")
+		p("## Push")
+		p("")
+		conc := "the manager has no `--concurrent` flag"
+		if pr.concurrent > 0 {
+			conc = fmt.Sprintf("`--concurrent=%d`", pr.concurrent)
+		}
+		p("%d Artifacts with a ConfigMap output each, %d per repository over %d repositories, `spec.interval` %s (no poll in the run), naming the registry through the counting proxy; the manager (%s) serves its push receiver (`--webhook-bind-address`, `--webhook-token-file`),", pr.n, pushPerRepo, pr.repos, strings.TrimSuffix(pushInterval.String(), "0m0s"), conc)
+		p("and the registry, configured with a `notifications` endpoint and the bearer token, posts its events to `/hooks/distribution`. The events name the registry's own address, not the proxy's that the Artifacts name: the manager matches them by repository path.")
+		p("%d pushes, rotating over the repositories, each of new content under the same tag by `ocisync push` straight to the registry. Latency is from the end of the push command until a watch on the ConfigMaps sees the last of that repository's %d hold the new content.", len(pr.rounds), pushPerRepo)
+		p("After each, the harness waits until the proxy has counted no request for %s; the other repositories' requests are what the proxy counted for any other repository from the push's start until then (manifest requests and any other). Syncs are the manager's `ocisync_artifact_syncs_total` over the same window.", pushQuiet)
+		p("")
+		p("| Push | Repository | Push command | Latency | Syncs | Pushed repository's requests | Other repositories' requests |")
+		p("|---|---|---|---|---|---|---|")
+		pushed, syncs := 0, 0
+		for i, rd := range pr.rounds {
+			lat := fmt.Sprintf("%.3f s", rd.latency)
+			if rd.early {
+				lat += " (the ConfigMaps held it before the command ended)"
+			}
+			p("| %d | %s | %.2f s | %s | %d | %s | %s |", i+1, rd.repo, rd.pushSeconds, lat, rd.syncs, rd.pushed, rd.others)
+			pushed += rd.pushed.total()
+			syncs += rd.syncs
+		}
+		p("")
+		p("| Figure | Measured | Target | Verdict |")
+		p("|---|---|---|---|")
+		lats := pr.latencies()
+		med, worst := median(lats), maxOf(lats)
+		medVerdict := fmt.Sprintf("target is for %d Artifacts, %d per repository", targetPushN, pushPerRepo)
+		maxVerdict := medVerdict
+		if pr.n >= targetPushN {
+			medVerdict = verdict(med, targetPushMedian, false, "s")
+			maxVerdict = verdict(worst, targetPushMax, false, "s")
+		}
+		p("| Latency, median | %.3f s | < %.0f s | %s |", med, targetPushMedian, medVerdict)
+		p("| Latency, max | %.3f s | < %.0f s | %s |", worst, targetPushMax, maxVerdict)
+		others := pr.others()
+		manifests := others.count("HEAD manifest") + others.count("GET manifest")
+		p("| Other repositories' requests during the pushes' syncs | %d (manifest requests %d): %s | 0 | %s |", others.total(), manifests, others, verdict(float64(others.total()), 0, true, ""))
+		if n := len(pr.rounds); n > 0 {
+			p("| Syncs per push | %.2f (%d Artifacts follow each repository) | | |", float64(syncs)/float64(n), pushPerRepo)
+			p("| Pushed repository's requests per push | %.2f (%.2f per Artifact) | | |", float64(pushed)/float64(n), float64(pushed)/float64(n)/pushPerRepo)
+		}
+		p("| Receiver requests, by result | %s | | |", pr.webhook)
+		p("| Manager peak RSS | %.1f MiB | | |", float64(pr.peakRSS)/mib)
+		p("| Manager CPU, whole run | %.2f s | | |", pr.cpuSeconds)
 	}
 	return b.String()
 }
