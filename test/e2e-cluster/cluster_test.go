@@ -180,8 +180,14 @@ spec:
 		kubectl("-n", managerNS, "create", "secret", "generic", "ocisync-push-receiver-token", "--from-literal=token="+token)
 
 		By("make build-installer INSTALL_COMPONENTS=push-receiver, applied, scaled to two replicas")
-		installYAML = buildInstaller(jsonpath(managerNS, "deployment/"+managerDeployment, ".spec.template.spec.containers[0].image"), "push-receiver")
-		kubectl("apply", "-f", installYAML)
+		bundle := buildInstaller(jsonpath(managerNS, "deployment/"+managerDeployment, ".spec.template.spec.containers[0].image"), "push-receiver")
+		kubectl("apply", "-f", bundle)
+		// The uninstall spec deletes what was applied last; the spec's
+		// own temporary folder goes when it ends, the suite's stays.
+		b, err := os.ReadFile(bundle)
+		Expect(err).NotTo(HaveOccurred())
+		installYAML = filepath.Join(filepath.Dir(installYAML), "install-push-receiver.yaml")
+		Expect(os.WriteFile(installYAML, b, 0o600)).To(Succeed())
 		kubectl("-n", managerNS, "scale", "deployment/"+managerDeployment, "--replicas=2")
 		kubectl("-n", managerNS, "rollout", "status", "deployment/"+managerDeployment, "--timeout=3m")
 		DeferCleanup(func() {
