@@ -87,6 +87,7 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 TEST_ENV = KUBEBUILDER_ASSETS="$(abspath $(ENVTEST_ASSETS))" \
 	OCISYNC_TEST_REGISTRY="$(abspath $(REGISTRY))" \
 	OCISYNC_TEST_ORAS="$(abspath $(ORAS))" \
+	OCISYNC_TEST_COSIGN="$(abspath $(COSIGN))" \
 	OCISYNC_TEST_BIN="$(abspath $(LOCALBIN)/ocisync)" \
 	OCISYNC_TEST_IMAGE="$(abspath $(IMAGE_DIR))" \
 	$(CLUSTER_ENV)
@@ -279,6 +280,8 @@ ETCD_VERSION ?= v3.7.3
 KUBERNETES_VERSION ?= v1.37.2
 REGISTRY_VERSION ?= v3.1.2
 ORAS_VERSION ?= v1.3.6
+# The cosign CLI the signature verification tests sign with.
+COSIGN_VERSION ?= v3.1.3
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 # The test node's container runtime (hack/cluster.sh); runc, the CNI plugins,
@@ -295,6 +298,7 @@ ETCD ?= $(LOCALBIN)/tools/etcd-$(ETCD_VERSION)/etcd
 KUBE_APISERVER ?= $(LOCALBIN)/tools/kube-apiserver-$(KUBERNETES_VERSION)/kube-apiserver
 REGISTRY ?= $(LOCALBIN)/tools/registry-$(REGISTRY_VERSION)/registry
 ORAS ?= $(LOCALBIN)/tools/oras-$(ORAS_VERSION)/oras
+COSIGN ?= $(LOCALBIN)/tools/cosign-$(COSIGN_VERSION)/cosign
 CONTROLLER_GEN ?= $(LOCALBIN)/tools/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 # The one-node cluster's binaries (hack/cluster.sh), besides etcd,
@@ -316,7 +320,7 @@ ENVTEST_ASSETS ?= $(LOCALBIN)/k8s/$(KUBERNETES_VERSION)-etcd-$(ETCD_VERSION)
 tools: test-tools controller-gen golangci-lint ## Build every tool into bin/ (each only once per version).
 
 .PHONY: test-tools
-test-tools: envtest registry oras ## Build the tools make test needs: etcd, kube-apiserver, registry, oras.
+test-tools: envtest registry oras cosign ## Build the tools make test needs: etcd, kube-apiserver, registry, oras, cosign.
 
 .PHONY: envtest
 envtest: $(ENVTEST_ASSETS)/etcd $(ENVTEST_ASSETS)/kube-apiserver ## Build etcd and kube-apiserver into the KUBEBUILDER_ASSETS folder.
@@ -329,6 +333,8 @@ $(ENVTEST_ASSETS)/kube-apiserver: $(KUBE_APISERVER)
 registry: $(REGISTRY) ## Build the CNCF Distribution registry.
 .PHONY: oras
 oras: $(ORAS) ## Build the ORAS CLI.
+.PHONY: cosign
+cosign: $(COSIGN) ## Build the cosign CLI.
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen.
 .PHONY: golangci-lint
@@ -342,6 +348,8 @@ $(REGISTRY):
 	hack/tools.sh registry "$(REGISTRY_VERSION)" "$@"
 $(ORAS):
 	hack/tools.sh oras "$(ORAS_VERSION)" "$@"
+$(COSIGN):
+	hack/tools.sh cosign "$(COSIGN_VERSION)" "$@"
 $(CONTROLLER_GEN):
 	hack/tools.sh controller-gen "$(CONTROLLER_TOOLS_VERSION)" "$@"
 $(GOLANGCI_LINT):

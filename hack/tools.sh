@@ -5,7 +5,7 @@
 #
 # NAME is one of: etcd, kube-apiserver, kubelet, kube-controller-manager,
 # kube-scheduler, kube-proxy, kubectl, containerd, containerd-shim-runc-v2,
-# registry, oras, controller-gen, golangci-lint. VERSION is the version of
+# registry, oras, cosign, controller-gen, golangci-lint. VERSION is the version of
 # the tool's Go module (for the kube-* commands and kubectl, the
 # k8s.io/kubernetes version). OUTPUT is the binary to
 # write. The Makefile picks the versions and puts each binary in a folder
@@ -21,7 +21,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 NAME VERSION OUTPUT (NAME: etcd, kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, containerd, containerd-shim-runc-v2, registry, oras, controller-gen, golangci-lint)" >&2
+	echo "usage: $0 NAME VERSION OUTPUT (NAME: etcd, kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, containerd, containerd-shim-runc-v2, registry, oras, cosign, controller-gen, golangci-lint)" >&2
 	exit 2
 }
 [ $# -eq 3 ] || usage
@@ -52,6 +52,10 @@ registry)
 	ldflags+=" -X github.com/distribution/distribution/v3/version.version=$version" ;;
 oras)
 	mod=oras.land/oras pkg=oras.land/oras/cmd/oras ;;
+cosign)
+	# Signs artifacts in the verification tests, as users sign them.
+	mod=github.com/sigstore/cosign/v3 pkg=github.com/sigstore/cosign/v3/cmd/cosign
+	ldflags+=" -X sigs.k8s.io/release-utils/version.gitVersion=$version" ;;
 controller-gen)
 	mod=sigs.k8s.io/controller-tools pkg=sigs.k8s.io/controller-tools/cmd/controller-gen ;;
 golangci-lint)

@@ -118,6 +118,66 @@ type ArtifactSpec struct {
 	// current/ never see half a version.
 	// +optional
 	Volume *VolumeOutput `json:"volume,omitempty"`
+
+	// Verify, when set, publishes a digest only after a signature of that
+	// very manifest digest verifies against the trust material in
+	// secretRef. Signatures are found through the registry's referrers
+	// API, the referrers tag schema, or cosign's <alg>-<hex>.sig tag. A
+	// digest that fails keeps the previous output as it was, sets Ready
+	// False with reason VerificationFailed and is retried with backoff.
+	// +optional
+	Verify *VerifySpec `json:"verify,omitempty"`
+}
+
+// Signature providers of spec.verify.
+const (
+	// VerifyProviderCosign verifies cosign and Sigstore signatures.
+	VerifyProviderCosign = "cosign"
+)
+
+// VerifySpec says whose signature a digest needs before it is published.
+// +kubebuilder:validation:XValidation:rule="self.provider == 'cosign' || !has(self.matchOIDCIdentity)",message="matchOIDCIdentity is for provider cosign (keyless signatures)"
+type VerifySpec struct {
+	// Provider of the signatures: cosign (keys, or keyless Sigstore
+	// bundles).
+	// +required
+	// +kubebuilder:validation:Enum=cosign
+	Provider string `json:"provider"`
+
+	// SecretRef names a Secret in the Artifact's namespace holding the
+	// trust material. For cosign with keys: one or more PEM public keys
+	// under keys ending in .pub (a signature by any one of them is
+	// enough). For cosign keyless: trusted_root.json, the Sigstore trusted
+	// root to verify certificates, transparency log entries and
+	// timestamps against, offline.
+	// +required
+	SecretRef corev1.LocalObjectReference `json:"secretRef"`
+
+	// MatchOIDCIdentity makes cosign verify keyless signatures: the
+	// signing certificate's OIDC issuer and subject must match one entry
+	// (each a regular expression, anchored by the user where wanted).
+	// Without it, cosign verifies with the public keys in secretRef.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	MatchOIDCIdentity []OIDCIdentityMatch `json:"matchOIDCIdentity,omitempty"`
+}
+
+// OIDCIdentityMatch is an identity a keyless signature may come from.
+type OIDCIdentityMatch struct {
+	// Issuer is a regular expression the certificate's OIDC issuer must
+	// match, such as ^https://token\.actions\.githubusercontent\.com$.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Issuer string `json:"issuer"`
+
+	// Subject is a regular expression the certificate's subject (the
+	// signer's identity: an email, a workflow URL) must match.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Subject string `json:"subject"`
 }
 
 // ConfigMapOutput names the ConfigMap the files go into.
@@ -244,6 +304,12 @@ type ArtifactStatus struct {
 	// +optional
 	Volume *VolumeStatus `json:"volume,omitempty"`
 
+	// Verified names the digest whose signature last verified, with
+	// what: an unchanged digest verified against unchanged trust material
+	// is not verified again.
+	// +optional
+	Verified *VerifiedStatus `json:"verified,omitempty"`
+
 	// LastHandledReconcileAt is the value of the annotation
 	// reconcile.ocisync.io/requestedAt that the last sync handled. The
 	// sync requested by a new value has run once this field equals it.
@@ -266,6 +332,22 @@ type ArtifactStatus struct {
 // status.lastHandledReconcileAt records the value once the sync ran; a
 // suspended Artifact runs it when resumed.
 const AnnotationReconcileRequestedAt = "reconcile.ocisync.io/requestedAt"
+
+// VerifiedStatus records a verified digest.
+type VerifiedStatus struct {
+	// Digest of the manifest whose signature verified.
+	Digest string `json:"digest"`
+	// Provider that verified it: cosign.
+	Provider string `json:"provider"`
+	// Identity that signed it: the public key's name and fingerprint,
+	// or the certificate's subject and issuer.
+	// +optional
+	Identity string `json:"identity,omitempty"`
+	// TrustHash is the SHA-256 of the trust material (the Secret's data
+	// and the identities matched) the digest verified against; a change of
+	// either verifies again.
+	TrustHash string `json:"trustHash"`
+}
 
 // VolumeStatus is the state of the volume output.
 type VolumeStatus struct {

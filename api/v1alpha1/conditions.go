@@ -10,6 +10,11 @@ const (
 	// ConditionStalled is present, True, when syncing cannot succeed until
 	// the spec changes.
 	ConditionStalled = "Stalled"
+	// ConditionSourceVerified is present when spec.verify is set: True
+	// when the digest published (or about to be) has a verified
+	// signature, naming the key or identity; False with the reason it did
+	// not verify.
+	ConditionSourceVerified = "SourceVerified"
 )
 
 // Condition reasons: a fixed set that other controllers can rely on.
@@ -39,7 +44,8 @@ const (
 	// ReasonTooLarge: the artifact exceeds spec.maxSize or what the
 	// output can hold.
 	ReasonTooLarge = "TooLarge"
-	// ReasonVerificationFailed: content did not match its digest or size.
+	// ReasonVerificationFailed: content did not match its digest or
+	// size, or spec.verify found no valid signature of the digest.
 	ReasonVerificationFailed = "VerificationFailed"
 	// ReasonRegistryUnavailable: the registry could not be reached or
 	// failed (network errors, 5xx, rate limits, timeouts).

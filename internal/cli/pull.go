@@ -27,6 +27,8 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 	extract := fs.Bool("extract", false, "also unpack layers whose media type says tar and whose content is a tar or tar+gzip archive, into a folder named by their title; other layers, such as files ORAS pushed under its default tar media type, are written as files")
 	maxSize := fs.Int64("max-size", 0, "refuse the artifact when its selected layers hold more than `BYTES` in all, before downloading any (default 0: no limit)")
 	maxUnpacked := fs.Int64("max-unpacked-size", 0, "most `BYTES` one folder layer may unpack to (default 0: "+strconv.FormatInt(oci.DefaultMaxUnpackedBytes, 10)+")")
+	var vf verifyFlags
+	vf.bind(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: ocisync pull [flags] REFERENCE DIR")
 		fmt.Fprintln(fs.Output(), "\nWrites each layer of the artifact to DIR under its title and prints the manifest digest last.")
@@ -55,6 +57,10 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 	if *layout != layoutPlain && *layout != layoutVersioned {
 		fmt.Fprintf(stderr, "ocisync pull: --layout is %q; want %q or %q\n", *layout, layoutPlain, layoutVersioned)
 		return 2
+	}
+	verifier, err := vf.verifier()
+	if err != nil {
+		return usageError(stderr, "pull", err)
 	}
 	ref, err := reference.Parse(fs.Arg(0))
 	if err != nil {
@@ -85,9 +91,13 @@ func runPull(args []string, stdout, stderr io.Writer) int {
 		MaxBytes:         *maxSize,
 		MaxUnpackedBytes: *maxUnpacked,
 	}
-	pull := client.Repository(ref).PullToDir
+	repo := client.Repository(ref)
+	if verifier != nil {
+		opts.Check = checkSignature(verifier, repo, stderr)
+	}
+	pull := repo.PullToDir
 	if *layout == layoutVersioned {
-		pull = client.Repository(ref).PullToVolume
+		pull = repo.PullToVolume
 	}
 	res, err := pull(ctx, ref.Reference(), fs.Arg(1), opts)
 	progress.close()

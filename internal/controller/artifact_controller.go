@@ -321,6 +321,12 @@ func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifa
 	digest := desc.Digest.String()
 	out.digest = digest
 
+	// Signed by someone trusted, before anything is published (a no-op
+	// for a digest verified before against the same trust material).
+	if err := r.verifySignature(ctx, obj, repo, client.MaxManifestBytes(), desc); err != nil {
+		return err
+	}
+
 	// Unchanged and intact: nothing to download, nothing to write.
 	if !force && digest == obj.Status.Digest && obj.Status.ObservedGeneration == obj.Generation && isReady(obj) {
 		intact := true

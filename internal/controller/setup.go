@@ -271,6 +271,9 @@ func secretNamesOf(o client.Object) []string {
 	for _, ref := range a.Spec.PullSecrets {
 		names = append(names, ref.Name)
 	}
+	if a.Spec.Verify != nil {
+		names = append(names, a.Spec.Verify.SecretRef.Name)
+	}
 	if a.Spec.CertSecretRef != nil {
 		names = append(names, a.Spec.CertSecretRef.Name)
 	}

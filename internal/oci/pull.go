@@ -38,6 +38,11 @@ type PullOptions struct {
 	// DefaultPullConcurrency. The registry's in-flight limit
 	// (transport.Options.Limits) still applies on top.
 	Concurrency int
+	// Check, when set, is called once the manifest is fetched and before
+	// any layer is downloaded or anything written; its error stops the
+	// pull. The CLI verifies signatures of t.Root here, so that what it
+	// verified is what it pulls (by digest, whatever a tag does).
+	Check func(ctx context.Context, t *Target) error
 }
 
 // Target is what a reference resolved to.
@@ -135,7 +140,7 @@ type PullResult struct {
 // temporary folder beside dir first and moved into place only when all
 // of it succeeded, so on failure dir is as it was.
 func (r *Repository) PullToDir(ctx context.Context, ref, dir string, opts PullOptions) (*PullResult, error) {
-	t, err := r.FetchTarget(ctx, ref, opts.Platform)
+	t, err := r.fetchChecked(ctx, ref, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +172,20 @@ func (r *Repository) PullToDir(ctx context.Context, ref, dir string, opts PullOp
 		res.Files = append(res.Files, filepath.ToSlash(it.name))
 	}
 	return res, nil
+}
+
+// fetchChecked fetches the target and runs opts.Check on it.
+func (r *Repository) fetchChecked(ctx context.Context, ref string, opts PullOptions) (*Target, error) {
+	t, err := r.FetchTarget(ctx, ref, opts.Platform)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Check != nil {
+		if err := opts.Check(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 // pullLayers selects the layers to pull and checks them against

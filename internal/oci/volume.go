@@ -87,7 +87,7 @@ func (r *Repository) PullToVolume(ctx context.Context, ref, root string, opts Pu
 	if _, err := currentVersion(root); err != nil {
 		return nil, err
 	}
-	t, err := r.FetchTarget(ctx, ref, opts.Platform)
+	t, err := r.fetchChecked(ctx, ref, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,16 @@ func Oras(t T) *CLI {
 	return NewCLI(t, "oras", BinaryFromEnv(t, EnvOras))
 }
 
+// Cosign returns the cosign CLI named by $OCISYNC_TEST_COSIGN, with an
+// empty key password and its Sigstore state (TUF_ROOT) in the test's
+// folder: it never reaches for the public Sigstore instance's files.
+func Cosign(t T) *CLI {
+	t.Helper()
+	c := NewCLI(t, "cosign", BinaryFromEnv(t, EnvCosign))
+	c.env = append(c.env, "COSIGN_PASSWORD=", "TUF_ROOT="+filepath.Join(c.Home(), ".sigstore", "root"), "COSIGN_EXPERIMENTAL=0")
+	return c
+}
+
 // Ocisync returns the ocisync CLI named by $OCISYNC_TEST_BIN.
 func Ocisync(t T) *CLI {
 	t.Helper()

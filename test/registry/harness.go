@@ -29,6 +29,7 @@ type T interface {
 const (
 	EnvRegistry = "OCISYNC_TEST_REGISTRY"
 	EnvOras     = "OCISYNC_TEST_ORAS"
+	EnvCosign   = "OCISYNC_TEST_COSIGN"
 	EnvOcisync  = "OCISYNC_TEST_BIN"
 )
 
