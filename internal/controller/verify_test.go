@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -21,6 +23,7 @@ import (
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/verify"
+	registrytest "github.com/ocisync/ocisync/test/registry"
 )
 
 // signingKey is a cosign-style key pair made in the test.
@@ -154,6 +157,47 @@ var _ = Describe("Signature verification", func() {
 		By("verifying again once the other key signed it too")
 		signPlain(repo, v2, other)
 		Eventually(func() *metav1.Condition { return sourceVerified(getNamedArtifact(ns, "signed")) }).WithTimeout(30 * time.Second).Should(HaveField("Status", metav1.ConditionTrue))
+	})
+
+	It("publishes what the real cosign CLI signed, in both of its forms, with the key it signed with and no other", func() {
+		ns := newNamespace()
+		repo := repoFor(ns)
+		cosign := registrytest.Cosign(GinkgoT())
+		keys := GinkgoT().TempDir()
+		cosign.In(keys).MustRun(GinkgoT(), "generate-key-pair")
+		cosign.In(keys).MustRun(GinkgoT(), "signing-config", "create", "--out", "sc.json")
+		cosign.In(keys).MustRun(GinkgoT(), "trusted-root", "create", "--out", "tr.json")
+		pub, err := os.ReadFile(filepath.Join(keys, "cosign.pub"))
+		Expect(err).NotTo(HaveOccurred())
+		keySecret(ns, "cosign-keys", map[string][]byte{"cosign.pub": pub})
+		stranger := newSigningKey()
+		keySecret(ns, "stranger", map[string][]byte{"stranger.pub": stranger.pubPEM})
+
+		bundle, _ := pushPlain(repo, "bundle", textLayer("a.txt", "bundle form\n"))
+		cosign.In(keys).MustRun(GinkgoT(), "sign", "--key", "cosign.key", "--signing-config", "sc.json", "--trusted-root", "tr.json", "--yes",
+			plainRegistry.Host+"/"+repo+"@"+bundle.Digest.String())
+		legacy, _ := pushPlain(repo, "legacy", textLayer("a.txt", "legacy form\n"))
+		cosign.In(keys).MustRun(GinkgoT(), "sign", "--key", "cosign.key", "--new-bundle-format=false", "--use-signing-config=false", "--tlog-upload=false", "--yes",
+			plainRegistry.Host+"/"+repo+"@"+legacy.Digest.String())
+
+		for _, tc := range []struct{ name, tag, secret string }{
+			{"bundle", "bundle", "cosign-keys"},
+			{"legacy", "legacy", "cosign-keys"},
+			{"bundle-stranger", "bundle", "stranger"},
+		} {
+			spec := baseSpec(repo, tc.tag)
+			spec.ConfigMap = &v1alpha1.ConfigMapOutput{Name: tc.name}
+			spec.Verify = &v1alpha1.VerifySpec{Provider: v1alpha1.VerifyProviderCosign, SecretRef: corev1.LocalObjectReference{Name: tc.secret}}
+			createNamedArtifact(ns, tc.name, spec)
+		}
+		for name, want := range map[string]string{"bundle": "bundle form\n", "legacy": "legacy form\n"} {
+			a := waitNamedReady(ns, name)
+			Expect(sourceVerified(a)).To(HaveField("Message", ContainSubstring("signed by key cosign.pub")), name)
+			Expect(getConfigMap(ns, name).Data).To(HaveKeyWithValue("a.txt", want))
+		}
+		Eventually(func() *metav1.Condition { return sourceVerified(getNamedArtifact(ns, "bundle-stranger")) }).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Message", ContainSubstring("stranger.pub"))))
+		Expect(getConfigMap(ns, "bundle-stranger")).To(BeNil())
 	})
 
 	It("stalls on trust material that cannot work, naming the Secret but none of its content", func() {
