@@ -196,15 +196,46 @@ func ecdsaKey(t *testing.T) (*ecdsa.PrivateKey, []byte) {
 	return key, pem
 }
 
+// cosignCase is one signature setup and what verifying it must give.
+type cosignCase struct {
+	name     string
+	setup    func(f *fakeRepo, subject ocispec.Descriptor)
+	material map[string][]byte
+	want     string // substring of the identity when ok, else of the error
+	ok       bool
+}
+
+func runCosignCases(t *testing.T, tests []cosignCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeRepo()
+			subject := subjectManifest(t, f, "v1")
+			tc.setup(f, subject)
+			c, err := NewCosign(tc.material, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Verify(context.Background(), f, subject)
+			if tc.ok {
+				if err != nil || res.Provider != "cosign" || !strings.Contains(res.Identity, tc.want) {
+					t.Fatalf("Verify = %+v, %v; want cosign and an identity with %q", res, err, tc.want)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify = %+v, %v; want ErrNotVerified mentioning %q", res, err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "BEGIN PUBLIC KEY") {
+				t.Errorf("the error shows key material: %v", err)
+			}
+		})
+	}
+}
+
 func TestCosignBundles(t *testing.T) {
 	a, b := newTestKey(t), newTestKey(t)
-	tests := []struct {
-		name     string
-		setup    func(f *fakeRepo, subject ocispec.Descriptor)
-		material map[string][]byte
-		want     string // substring of the identity, or of the error
-		ok       bool
-	}{
+	runCosignCases(t, []cosignCase{
 		{"signed by the key", func(f *fakeRepo, s ocispec.Descriptor) { bundleFor(t, f, a, s, s.Digest, false) },
 			map[string][]byte{"a.pub": a.pubPEM}, "key a.pub (sha256:", true},
 		{"signed by one of two keys", func(f *fakeRepo, s ocispec.Descriptor) { bundleFor(t, f, b, s, s.Digest, false) },
@@ -222,46 +253,13 @@ func TestCosignBundles(t *testing.T) {
 			bundleFor(t, f, b, s, s.Digest, false)
 			bundleFor(t, f, a, s, s.Digest, false)
 		}, map[string][]byte{"a.pub": a.pubPEM}, "key a.pub", true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeRepo()
-			subject := subjectManifest(t, f, "v1")
-			tc.setup(f, subject)
-			c, err := NewCosign(tc.material, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := c.Verify(context.Background(), f, subject)
-			if tc.ok {
-				if err != nil {
-					t.Fatalf("Verify: %v", err)
-				}
-				if res.Provider != "cosign" || !strings.Contains(res.Identity, tc.want) {
-					t.Errorf("verified by %+v, want an identity with %q", res, tc.want)
-				}
-				return
-			}
-			if !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Verify = %+v, %v; want ErrNotVerified mentioning %q", res, err, tc.want)
-			}
-			if err != nil && strings.Contains(err.Error(), "BEGIN PUBLIC KEY") {
-				t.Errorf("the error shows key material: %v", err)
-			}
-		})
-	}
+	})
 }
 
 func TestCosignLegacy(t *testing.T) {
 	key, pub := ecdsaKey(t)
 	other, otherPub := ecdsaKey(t)
-	tests := []struct {
-		name     string
-		setup    func(f *fakeRepo, subject ocispec.Descriptor)
-		material map[string][]byte
-		want     string
-		ok       bool
-	}{
+	runCosignCases(t, []cosignCase{
 		{"signed by the key", func(f *fakeRepo, s ocispec.Descriptor) { legacyFor(t, f, key, s, s.Digest) },
 			map[string][]byte{"cosign.pub": pub}, "key cosign.pub", true},
 		{"signed by another key", func(f *fakeRepo, s ocispec.Descriptor) { legacyFor(t, f, other, s, s.Digest) },
@@ -271,28 +269,7 @@ func TestCosignLegacy(t *testing.T) {
 		}, map[string][]byte{"cosign.pub": pub}, "a signature of sha256:", false},
 		{"either of two keys", func(f *fakeRepo, s ocispec.Descriptor) { legacyFor(t, f, other, s, s.Digest) },
 			map[string][]byte{"cosign.pub": pub, "other.pub": otherPub}, "key other.pub", true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeRepo()
-			subject := subjectManifest(t, f, "v1")
-			tc.setup(f, subject)
-			c, err := NewCosign(tc.material, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := c.Verify(context.Background(), f, subject)
-			if tc.ok {
-				if err != nil || !strings.Contains(res.Identity, tc.want) {
-					t.Fatalf("Verify = %+v, %v; want an identity with %q", res, err, tc.want)
-				}
-				return
-			}
-			if !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Verify = %+v, %v; want ErrNotVerified mentioning %q", res, err, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestCosignLimitsAndFailures(t *testing.T) {
