@@ -117,8 +117,8 @@ BENCH_INTERVAL ?= 10s
 # --concurrent values of the manager: the anchor's 10 and more workers.
 BENCH_CONCURRENT ?= 10,50
 # Secrets (48 KiB) and ConfigMaps (32 KiB) each of the cluster noise run,
-# 0 to skip it. To run one section alone (scale, token, blob, noise, shard,
-# create or push),
+# 0 to skip it. To run one section alone (scale, token, verify, blob, noise,
+# shard, create or push),
 # with the report in a temp file, not docs/benchmarks.md:
 #   eval "$$(make -s test-env)"; OCISYNC_BENCH_ONLY=noise OCISYNC_BENCH_NOISE=1500 \
 #   go test -count=1 -timeout 30m -run '^TestBench$$' -v ./test/bench
@@ -130,13 +130,16 @@ BENCH_CREATE_N ?= 1000
 # Artifacts of the push run (10 per repository, each repository pushed
 # twice), a registry notifying the manager's push receiver.
 BENCH_PUSH_N ?= 100
+# Artifacts of the signature verification run: the scale run's shape with
+# every repository cosign-signed and spec.verify on each Artifact.
+BENCH_VERIFY_N ?= 1000
 
 .PHONY: bench
 # Without the race detector: the counting proxy runs in the test process.
-bench: test-tools build flux ## Run the Go benchmarks, then the runs of test/bench (scale to 10,000 Artifacts, token auth, pull against oras, cluster noise, shards, creation while running beside Flux, push notifications), which write docs/benchmarks.md (about 35 minutes).
+bench: test-tools build flux ## Run the Go benchmarks, then the runs of test/bench (scale to 10,000 Artifacts, token auth, signature verification, pull against oras, cluster noise, shards, creation while running beside Flux, push notifications), which write docs/benchmarks.md (about 35 minutes).
 	$(TEST_ENV) go test -run '^$$' -bench . ./...
 	$(TEST_ENV) OCISYNC_BENCH_N="$(BENCH_N)" OCISYNC_BENCH_BLOB="$(BENCH_BLOB)" OCISYNC_BENCH_INTERVAL="$(BENCH_INTERVAL)" OCISYNC_BENCH_CONCURRENT="$(BENCH_CONCURRENT)" OCISYNC_BENCH_NOISE="$(BENCH_NOISE)" \
-		OCISYNC_BENCH_SHARD_N="$(BENCH_SHARD_N)" OCISYNC_BENCH_CREATE_N="$(BENCH_CREATE_N)" OCISYNC_BENCH_PUSH_N="$(BENCH_PUSH_N)" OCISYNC_BENCH_FLUX="$(abspath $(FLUX_SOURCE_CONTROLLER))" \
+		OCISYNC_BENCH_SHARD_N="$(BENCH_SHARD_N)" OCISYNC_BENCH_CREATE_N="$(BENCH_CREATE_N)" OCISYNC_BENCH_PUSH_N="$(BENCH_PUSH_N)" OCISYNC_BENCH_VERIFY_N="$(BENCH_VERIFY_N)" OCISYNC_BENCH_FLUX="$(abspath $(FLUX_SOURCE_CONTROLLER))" \
 		OCISYNC_BENCH_OUT="$(abspath docs/benchmarks.md)" OCISYNC_BENCH_PROFILE_DIR="$(LOCALBIN)/bench-profiles" \
 		go test -count=1 -timeout 90m -run '^TestBench$$' -v ./test/bench
 

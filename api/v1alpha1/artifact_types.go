@@ -121,10 +121,11 @@ type ArtifactSpec struct {
 
 	// Verify, when set, publishes a digest only after a signature of that
 	// very manifest digest verifies against the trust material in
-	// secretRef. Signatures are found through the registry's referrers
-	// API, the referrers tag schema, or cosign's <alg>-<hex>.sig tag. A
-	// digest that fails keeps the previous output as it was, sets Ready
-	// False with reason VerificationFailed and is retried with backoff.
+	// secretRef: a cosign or a Notation signature, as spec.verify.provider
+	// says. Signatures are found through the registry's referrers API, the
+	// referrers tag schema, or (cosign) the <alg>-<hex>.sig tag. A digest
+	// that fails keeps the previous output as it was, sets Ready False
+	// with reason VerificationFailed and is retried with backoff.
 	// +optional
 	Verify *VerifySpec `json:"verify,omitempty"`
 }
@@ -133,15 +134,20 @@ type ArtifactSpec struct {
 const (
 	// VerifyProviderCosign verifies cosign and Sigstore signatures.
 	VerifyProviderCosign = "cosign"
+	// VerifyProviderNotation verifies Notation (Notary Project)
+	// signatures, JWS or COSE, against a trust policy and trust stores.
+	VerifyProviderNotation = "notation"
 )
 
-// VerifySpec says whose signature a digest needs before it is published.
+// VerifySpec says whose signature a digest needs before it is published:
+// which provider checks it, against the trust material of which Secret.
 // +kubebuilder:validation:XValidation:rule="self.provider == 'cosign' || !has(self.matchOIDCIdentity)",message="matchOIDCIdentity is for provider cosign (keyless signatures)"
 type VerifySpec struct {
 	// Provider of the signatures: cosign (keys, or keyless Sigstore
-	// bundles).
+	// bundles) or notation (Notary Project signatures made with
+	// notation sign, in JWS or COSE envelopes).
 	// +required
-	// +kubebuilder:validation:Enum=cosign
+	// +kubebuilder:validation:Enum=cosign;notation
 	Provider string `json:"provider"`
 
 	// SecretRef names a Secret in the Artifact's namespace holding the
@@ -149,7 +155,17 @@ type VerifySpec struct {
 	// under keys ending in .pub (a signature by any one of them is
 	// enough). For cosign keyless: trusted_root.json, the Sigstore trusted
 	// root to verify certificates, transparency log entries and
-	// timestamps against, offline.
+	// timestamps against, offline. For notation: trustpolicy.json, a
+	// Notation trust policy document (version 1.0, OCI statements with
+	// registryScopes, signatureVerification, trustStores and
+	// trustedIdentities), and the trust stores' certificates: the trust
+	// store NAME (ca:NAME, signingAuthority:NAME or tsa:NAME in the
+	// policy) holds the PEM or DER certificates under the keys NAME.crt
+	// and NAME.pem (each may hold several). Every trust store the policy
+	// names must have one of those keys. The artifact's
+	// registry/repository (Docker Hub as docker.io) is what the
+	// registryScopes are matched against; a statement that applies with
+	// level skip is refused, since spec.verify asks for a signature.
 	// +required
 	SecretRef corev1.LocalObjectReference `json:"secretRef"`
 
@@ -337,15 +353,16 @@ const AnnotationReconcileRequestedAt = "reconcile.ocisync.io/requestedAt"
 type VerifiedStatus struct {
 	// Digest of the manifest whose signature verified.
 	Digest string `json:"digest"`
-	// Provider that verified it: cosign.
+	// Provider that verified it: cosign or notation.
 	Provider string `json:"provider"`
 	// Identity that signed it: the public key's name and fingerprint,
-	// or the certificate's subject and issuer.
+	// or the signing certificate's subject and issuer.
 	// +optional
 	Identity string `json:"identity,omitempty"`
-	// TrustHash is the SHA-256 of the trust material (the Secret's data
-	// and the identities matched) the digest verified against; a change of
-	// either verifies again.
+	// TrustHash is the SHA-256 of the trust material the digest verified
+	// against: the Secret's data, the identities matched and, for
+	// notation, the repository the trust policy statement was chosen by;
+	// a change of any verifies again.
 	TrustHash string `json:"trustHash"`
 }
 

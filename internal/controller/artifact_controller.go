@@ -93,6 +93,9 @@ type ArtifactReconciler struct {
 	// (TriggerChanges) into the controller's queue; SetupWithManager
 	// makes it.
 	pushEvents chan event.TypedGenericEvent[*v1alpha1.Artifact]
+	// verified remembers recent verifications for all Artifacts
+	// (verifiedCache); SetupWithManager makes it.
+	verified *verifiedCache
 }
 
 // +kubebuilder:rbac:groups=ocisync.io,resources=artifacts,verbs=get;list;watch;patch

@@ -204,6 +204,7 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("indexing Artifacts by repository: %w", err)
 	}
 	r.pushEvents = make(chan event.TypedGenericEvent[*v1alpha1.Artifact], pushQueueSize)
+	r.verified = newVerifiedCache()
 	r.informers = mgr.GetCache()
 	if err := mgr.Add(manager.RunnableFunc(r.sweepRefsEvery(refSweepInterval))); err != nil {
 		return fmt.Errorf("adding the sweep of kept Secrets and ServiceAccounts: %w", err)

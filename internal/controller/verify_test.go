@@ -200,6 +200,36 @@ var _ = Describe("Signature verification", func() {
 		Expect(getConfigMap(ns, "bundle-stranger")).To(BeNil())
 	})
 
+	It("verifies a digest once for the Artifacts that follow it with the same keys", func() {
+		ns := newNamespace()
+		repo := repoFor(ns)
+		key := newSigningKey()
+		keySecret(ns, "cosign-keys", map[string][]byte{"cosign.pub": key.pubPEM})
+		v1, _ := pushPlain(repo, "v1", textLayer("a.txt", "one\n"))
+		signPlain(repo, v1, key)
+		spec := func(name string) v1alpha1.ArtifactSpec {
+			s := baseSpec(repo, "v1")
+			s.Interval = every(time.Hour)
+			s.ConfigMap = &v1alpha1.ConfigMapOutput{Name: name}
+			s.Verify = &v1alpha1.VerifySpec{Provider: v1alpha1.VerifyProviderCosign, SecretRef: corev1.LocalObjectReference{Name: "cosign-keys"}}
+			return s
+		}
+		createNamedArtifact(ns, "first", spec("first"))
+		waitNamedReady(ns, "first")
+		before := proxy.Counts(repo)
+		for _, name := range []string{"second", "third"} {
+			createNamedArtifact(ns, name, spec(name))
+		}
+		for _, name := range []string{"second", "third"} {
+			a := waitNamedReady(ns, name)
+			Expect(sourceVerified(a)).To(HaveField("Status", metav1.ConditionTrue))
+			Expect(a.Status.Verified.Digest).To(Equal(v1.Digest.String()))
+		}
+		// One GET of the manifest each (the first sync), nothing of the
+		// signature: the first Artifact's verification stands.
+		Expect(countsSince(before, proxy.Counts(repo))).To(Equal(map[requestKey]int{{repo, "GET", "manifests"}: 2}))
+	})
+
 	It("stalls on trust material that cannot work, naming the Secret but none of its content", func() {
 		ns := newNamespace()
 		repo := repoFor(ns)

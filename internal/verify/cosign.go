@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -52,6 +53,8 @@ type Cosign struct {
 	keys       []cosignKey
 	identities []sgverify.CertificateIdentity
 	trusted    *root.TrustedRoot
+	// keyless verifies bundles against trusted, offline.
+	keyless *sgverify.Verifier
 	// MaxBlob bounds each signature blob read; set it to the client's
 	// manifest limit, so that signatures count against the same caps as
 	// the artifact's own metadata.
@@ -82,7 +85,13 @@ func NewCosign(material map[string][]byte, identities []Identity) (*Cosign, erro
 			return nil, fmt.Errorf("%w: %s is not a Sigstore trusted root: %v", ErrTrustMaterial, TrustedRootKey, err)
 		}
 		c.trusted = tr
+		if c.keyless, err = keylessVerifier(tr); err != nil {
+			return nil, err
+		}
 		for i, id := range identities {
+			if id.Issuer == "" || id.Subject == "" {
+				return nil, fmt.Errorf("%w: identity %d: give both an issuer and a subject regular expression (.* matches any)", ErrTrustMaterial, i)
+			}
 			if _, err := regexp.Compile(id.Issuer); err != nil {
 				return nil, fmt.Errorf("%w: identity %d: issuer %q is not a regular expression: %v", ErrTrustMaterial, i, id.Issuer, err)
 			}
@@ -218,43 +227,156 @@ func (c *Cosign) verifyBundle(ctx context.Context, repo Fetcher, subject digest.
 		if err != nil {
 			return Result{}, fmt.Errorf("setting up the verifier: %w", err)
 		}
-		if _, err := v.Verify(b, sgverify.NewPolicy(artifact, sgverify.WithKey())); err != nil {
+		res, err := v.Verify(b, sgverify.NewPolicy(artifact, sgverify.WithKey()))
+		if err != nil {
 			why = append(why, fmt.Sprintf("%s: %v", k.name, err))
 			continue
+		}
+		if err := checkPredicate(res); err != nil {
+			return Result{}, err
 		}
 		return Result{Provider: "cosign", Identity: k.identity()}, nil
 	}
 	return Result{}, notVerified("%s", strings.Join(why, "; "))
 }
 
-func (c *Cosign) verifyKeyless(b *bundle.Bundle, artifact sgverify.ArtifactPolicyOption) (Result, error) {
-	// Offline: what the trusted root lists is required, nothing is
-	// fetched.
+// keylessVerifier is the verifier of bundles signed with short-lived
+// certificates, offline against tr: it requires what tr lists, and
+// fetches nothing. A certificate is checked at the time an observer
+// vouches for (a timestamp authority's signed timestamp, or a log's
+// signed integrated time), never at the current time: Fulcio's
+// certificates expire minutes after signing.
+func keylessVerifier(tr *root.TrustedRoot) (*sgverify.Verifier, error) {
+	if len(tr.FulcioCertificateAuthorities()) == 0 {
+		return nil, fmt.Errorf("%w: %s lists no certificate authority (such as Fulcio) to check signing certificates against", ErrTrustMaterial, TrustedRootKey)
+	}
+	if len(tr.RekorLogs()) == 0 && len(tr.TimestampingAuthorities()) == 0 {
+		return nil, fmt.Errorf("%w: %s lists neither a transparency log nor a timestamp authority, so the signing time of a short-lived certificate cannot be checked; use the trusted root of the Sigstore the signatures come from", ErrTrustMaterial, TrustedRootKey)
+	}
 	opts := []sgverify.VerifierOption{sgverify.WithObserverTimestamps(1)}
-	if len(c.trusted.RekorLogs()) > 0 {
+	if len(tr.RekorLogs()) > 0 {
+		// A bundle of a Sigstore with a log must hold a log entry, its
+		// inclusion proof checked against the log's key; with a signed
+		// entry timestamp, its integrated time is an observer timestamp.
 		opts = append(opts, sgverify.WithTransparencyLog(1))
 	}
-	if len(c.trusted.CTLogs()) > 0 {
+	if len(tr.CTLogs()) > 0 {
+		// Fulcio embeds certificate timestamps of the CT logs it lists.
 		opts = append(opts, sgverify.WithSignedCertificateTimestamps(1))
 	}
-	v, err := sgverify.NewVerifier(c.trusted, opts...)
+	v, err := sgverify.NewVerifier(tr, opts...)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: the trusted root cannot verify: %v", ErrTrustMaterial, err)
+		return nil, fmt.Errorf("%w: %s cannot verify: %v", ErrTrustMaterial, TrustedRootKey, err)
+	}
+	return v, nil
+}
+
+func (c *Cosign) verifyKeyless(b *bundle.Bundle, artifact sgverify.ArtifactPolicyOption) (Result, error) {
+	if err := c.keylessPrecheck(b); err != nil {
+		return Result{}, err
 	}
 	var policy []sgverify.PolicyOption
 	for _, id := range c.identities {
 		policy = append(policy, sgverify.WithCertificateIdentity(id))
 	}
-	res, err := v.Verify(b, sgverify.NewPolicy(artifact, policy...))
-	if err != nil {
-		return Result{}, notVerified("%v", err)
+	res, err := c.keyless.Verify(b, sgverify.NewPolicy(artifact, policy...))
+	var noMatch *sgverify.ErrNoMatchingCertificateIdentity
+	switch {
+	case errors.As(err, &noMatch):
+		// Everything else verified: the identity is the last check.
+		return Result{}, notVerified("signed by %s, which matches none of the identities (%s)", certIdentity(b), c.identityList())
+	case err != nil:
+		return Result{}, notVerified("not verified against the trusted root: %v", err)
+	}
+	if err := checkPredicate(res); err != nil {
+		return Result{}, err
 	}
 	identity := "a certificate"
 	if res.Signature != nil && res.Signature.Certificate != nil {
-		cert := res.Signature.Certificate
-		identity = fmt.Sprintf("%s from issuer %s", cert.SubjectAlternativeName, cert.Issuer)
+		identity = summaryIdentity(*res.Signature.Certificate)
 	}
 	return Result{Provider: "cosign", Identity: identity}, nil
+}
+
+// keylessPrecheck refuses, in words that say what to look at, the
+// bundles that cannot verify for a plain reason: a key rather than a
+// certificate, no entry of a log the trusted root lists, no signed
+// time. sigstore-go refuses them too, in its own words.
+func (c *Cosign) keylessPrecheck(b *bundle.Bundle) error {
+	vc, err := b.VerificationContent()
+	if err != nil {
+		return notVerified("not a Sigstore bundle: %v", err)
+	}
+	if vc.Certificate() == nil {
+		return notVerified("signed with a key, not a keyless certificate; key-signed signatures verify with the public key instead of identities")
+	}
+	entries, err := b.TlogEntries()
+	if err != nil {
+		return notVerified("not a Sigstore bundle: %v", err)
+	}
+	if logs := c.trusted.RekorLogs(); len(logs) > 0 {
+		if len(entries) == 0 {
+			return notVerified("the bundle holds no transparency log entry, which %s requires as it lists a log", TrustedRootKey)
+		}
+		known := false
+		for _, e := range entries {
+			if _, ok := logs[hex.EncodeToString([]byte(e.LogKeyID()))]; ok {
+				known = true
+				break
+			}
+		}
+		if !known {
+			return notVerified("the bundle is logged only in transparency logs %s does not list: it comes from another Sigstore than the trusted root's", TrustedRootKey)
+		}
+	}
+	stamps, err := b.Timestamps()
+	if err != nil {
+		return notVerified("not a Sigstore bundle: %v", err)
+	}
+	if len(stamps) == 0 && !b.HasInclusionPromise() {
+		return notVerified("the bundle holds no signed time (a timestamp authority's signed timestamp or a log's signed entry timestamp), so its short-lived certificate cannot be checked")
+	}
+	return nil
+}
+
+func summaryIdentity(s certificate.Summary) string {
+	return fmt.Sprintf("%s from issuer %s", s.SubjectAlternativeName, s.Issuer)
+}
+
+// certIdentity names who b's certificate says signed it.
+func certIdentity(b *bundle.Bundle) string {
+	vc, err := b.VerificationContent()
+	if err != nil || vc.Certificate() == nil {
+		return "a certificate"
+	}
+	s, err := certificate.SummarizeCertificate(vc.Certificate())
+	if err != nil {
+		return "a certificate"
+	}
+	return summaryIdentity(s)
+}
+
+func (c *Cosign) identityList() string {
+	out := make([]string, len(c.identities))
+	for i, id := range c.identities {
+		out[i] = fmt.Sprintf("issuer matching %s and subject matching %s", id.Issuer.Regexp.String(), id.SubjectAlternativeName.Regexp.String())
+	}
+	return strings.Join(out, "; ")
+}
+
+// SignPredicate is the predicate type of the statement cosign sign
+// writes. A bundle of another predicate (cosign attest: provenance, an
+// SBOM) says something about the digest, but is not its signature.
+const SignPredicate = "https://sigstore.dev/cosign/sign/v1"
+
+func checkPredicate(res *sgverify.VerificationResult) error {
+	if res == nil || res.Statement == nil {
+		return notVerified("the bundle holds no in-toto statement")
+	}
+	if pt := res.Statement.GetPredicateType(); pt != SignPredicate {
+		return notVerified("an attestation of predicate type %q, not a signature (%s)", pt, SignPredicate)
+	}
+	return nil
 }
 
 // simpleSigning is the part of the legacy payload that names what was

@@ -143,8 +143,15 @@ func newTestKey(t *testing.T) testKey {
 // cosign 3 does, and attaches the bundle to subject as a referrer.
 func bundleFor(t *testing.T, f *fakeRepo, k testKey, subject ocispec.Descriptor, statementDigest digest.Digest, tamper bool) {
 	t.Helper()
-	statement := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"registry.example/app","digest":{%q:%q}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}}`,
-		statementDigest.Algorithm().String(), statementDigest.Encoded())
+	bundleWith(t, f, k, subject, statementDigest, SignPredicate, tamper)
+}
+
+// bundleWith is bundleFor with a statement of predicate type predicate:
+// cosign attest writes others (provenance, SBOMs) in the same form.
+func bundleWith(t *testing.T, f *fakeRepo, k testKey, subject ocispec.Descriptor, statementDigest digest.Digest, predicate string, tamper bool) {
+	t.Helper()
+	statement := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"registry.example/app","digest":{%q:%q}}],"predicateType":%q,"predicate":{}}`,
+		statementDigest.Algorithm().String(), statementDigest.Encoded(), predicate)
 	pb, err := sign.Bundle(&sign.DSSEData{Data: []byte(statement), PayloadType: "application/vnd.in-toto+json"}, k.pair, sign.BundleOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -249,6 +256,9 @@ func TestCosignBundles(t *testing.T) {
 		}, map[string][]byte{"a.pub": a.pubPEM}, "a.pub", false},
 		{"a tampered payload", func(f *fakeRepo, s ocispec.Descriptor) { bundleFor(t, f, a, s, s.Digest, true) },
 			map[string][]byte{"a.pub": a.pubPEM}, "a.pub", false},
+		{"an attestation by the key, not a signature", func(f *fakeRepo, s ocispec.Descriptor) {
+			bundleWith(t, f, a, s, s.Digest, "https://slsa.dev/provenance/v1", false)
+		}, map[string][]byte{"a.pub": a.pubPEM}, "not a signature", false},
 		{"one bad signature, one good", func(f *fakeRepo, s ocispec.Descriptor) {
 			bundleFor(t, f, b, s, s.Digest, false)
 			bundleFor(t, f, a, s, s.Digest, false)

@@ -20,9 +20,10 @@
 //	OCISYNC_BENCH_SHARD_N   Artifacts of the shard run, split between two managers, 0 to skip it (default 40)
 //	OCISYNC_BENCH_CREATE_N  Artifacts created while the manager runs, 0 to skip that run (default 20)
 //	OCISYNC_BENCH_PUSH_N    Artifacts of the push run, 10 per repository, each repository pushed twice in rotation, 0 to skip it (default 20)
+//	OCISYNC_BENCH_VERIFY_N  Artifacts of the signature verification run, a scale run with every repository signed and spec.verify on each Artifact, 0 to skip it (default 20)
 //	OCISYNC_BENCH_FLUX      Flux source-controller's binary (make flux), for the same run with OCIRepositories side by side; unset: ocisync alone
 //	OCISYNC_BENCH_FLUX_CRDS the folder of its CRDs (default crds beside the binary)
-//	OCISYNC_BENCH_ONLY      run only this section: scale, token, blob, noise, shard, create or push (default all)
+//	OCISYNC_BENCH_ONLY      run only this section: scale, token, verify, blob, noise, shard, create or push (default all)
 //	OCISYNC_BENCH_OUT       where to write the Markdown results (default: a temp file)
 //	OCISYNC_BENCH_PROFILE_DIR  where to keep the CPU and heap profiles of the manager (default: a temp folder)
 package bench
@@ -55,6 +56,7 @@ type config struct {
 	shardN     int    // Artifacts of the shard run; 0 skips it
 	createN    int    // Artifacts created while the manager runs; 0 skips it
 	pushN      int    // Artifacts of the push run; 0 skips it
+	verifyN    int    // Artifacts of the signature verification run; 0 skips it
 	flux       string // Flux source-controller's binary, "" for none
 	fluxCRDs   string
 	only       string
@@ -64,7 +66,7 @@ type config struct {
 
 func loadConfig(t *testing.T) config {
 	t.Helper()
-	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}, noise: 40, noiseNS: 4, shardN: 40, createN: 20, pushN: 2 * pushPerRepo}
+	c := config{counts: []int{5}, blobSize: mib, interval: 3 * time.Second, repos: 5, concurrent: []int{10}, noise: 40, noiseNS: 4, shardN: 40, createN: 20, pushN: 2 * pushPerRepo, verifyN: 20}
 	for name, dst := range map[string]*[]int{"OCISYNC_BENCH_N": &c.counts, "OCISYNC_BENCH_CONCURRENT": &c.concurrent} {
 		v := os.Getenv(name)
 		if v == "" {
@@ -143,6 +145,13 @@ func loadConfig(t *testing.T) config {
 		}
 		c.pushN = n
 	}
+	if v := os.Getenv("OCISYNC_BENCH_VERIFY_N"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			t.Fatalf("OCISYNC_BENCH_VERIFY_N=%q: want a number of Artifacts, or 0 to skip the signature verification run", v)
+		}
+		c.verifyN = n
+	}
 	if c.flux = os.Getenv("OCISYNC_BENCH_FLUX"); c.flux != "" {
 		c.fluxCRDs = os.Getenv("OCISYNC_BENCH_FLUX_CRDS")
 		if c.fluxCRDs == "" {
@@ -155,8 +164,8 @@ func loadConfig(t *testing.T) config {
 		}
 	}
 	c.only = os.Getenv("OCISYNC_BENCH_ONLY")
-	if !slices.Contains([]string{"", "scale", "token", "blob", "noise", "shard", "create", "push"}, c.only) {
-		t.Fatalf("OCISYNC_BENCH_ONLY=%q: want scale, token, blob, noise, shard, create or push", c.only)
+	if !slices.Contains([]string{"", "scale", "token", "verify", "blob", "noise", "shard", "create", "push"}, c.only) {
+		t.Fatalf("OCISYNC_BENCH_ONLY=%q: want scale, token, verify, blob, noise, shard, create or push", c.only)
 	}
 	c.profileDir = os.Getenv("OCISYNC_BENCH_PROFILE_DIR")
 	if c.profileDir == "" {
@@ -185,7 +194,7 @@ func TestBench(t *testing.T) {
 		}
 		for _, c := range cfg.concurrent {
 			t.Run(fmt.Sprintf("scale-%d-concurrent-%d", n, c), func(t *testing.T) {
-				res := runScale(t, cfg, n, c, false)
+				res := runScale(t, cfg, n, c, scaleOpts{})
 				rep.scale = append(rep.scale, res)
 				checkScale(t, res)
 			})
@@ -194,9 +203,18 @@ func TestBench(t *testing.T) {
 	if cfg.tokenN > 0 && run("token") {
 		// One --concurrent value: the anchor's, or the first asked for.
 		t.Run(fmt.Sprintf("token-%d-concurrent-%d", cfg.tokenN, cfg.concurrent[0]), func(t *testing.T) {
-			res := runScale(t, cfg, cfg.tokenN, cfg.concurrent[0], true)
+			res := runScale(t, cfg, cfg.tokenN, cfg.concurrent[0], scaleOpts{token: true})
 			rep.token = &res
 			checkScale(t, res)
+		})
+	}
+	if cfg.verifyN > 0 && run("verify") {
+		// As the scale run of as many Artifacts with the first
+		// --concurrent value, which the report compares it with.
+		t.Run(fmt.Sprintf("verify-%d-concurrent-%d", cfg.verifyN, cfg.concurrent[0]), func(t *testing.T) {
+			res := runScale(t, cfg, cfg.verifyN, cfg.concurrent[0], scaleOpts{verify: true})
+			rep.verify = &res
+			checkVerify(t, res)
 		})
 	}
 	if run("blob") {
@@ -252,6 +270,9 @@ func TestBench(t *testing.T) {
 	if run("scale") {
 		// Not the noise section's "| Artifacts Ready, quiet".
 		wants = append(wants, "| Artifacts Ready |")
+	}
+	if cfg.verifyN > 0 && run("verify") {
+		wants = append(wants, "## Signature verification", "| Steady state: registry requests per sync |", "| First sync: verification's requests")
 	}
 	if run("blob") {
 		wants = append(wants, "| ocisync pull", "| oras pull")

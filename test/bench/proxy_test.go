@@ -62,6 +62,10 @@ type countingProxy struct {
 	mu     sync.Mutex
 	c      counts
 	byRepo map[string]counts
+	// labels names some manifests and blobs apart, by endpoint kind and
+	// reference ("manifest sha256-…"): the requests of signature
+	// verification, which the kind alone does not tell from the rest.
+	labels map[string]string
 }
 
 func startProxy(t *testing.T, target string) *countingProxy {
@@ -75,7 +79,13 @@ func startProxy(t *testing.T, target string) *countingProxy {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		rp.ServeHTTP(rec, r)
-		key := r.Method + " " + endpointKind(r.URL.Path)
+		kind := endpointKind(r.URL.Path)
+		p.mu.Lock()
+		if l, ok := p.labels[labelKey(kind, r.URL.Path)]; ok {
+			kind = l
+		}
+		p.mu.Unlock()
+		key := r.Method + " " + kind
 		// Failed requests are counted apart: a retry is a request too,
 		// and the status says who failed.
 		if rec.status >= 400 {
@@ -94,6 +104,24 @@ func startProxy(t *testing.T, target string) *countingProxy {
 	t.Cleanup(srv.Close)
 	p.Host = strings.TrimPrefix(srv.URL, "http://")
 	return p
+}
+
+// label counts the requests for reference (a tag or digest) of the
+// endpoint kind manifest or blob as of kind label, such as "manifest
+// (signature)", from now on.
+func (p *countingProxy) label(kind, reference, label string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.labels == nil {
+		p.labels = map[string]string{}
+	}
+	p.labels[kind+" "+reference] = label
+}
+
+// labelKey is the key of label for a request of kind to path: the kind
+// and the path's last element, the reference of a manifest or blob.
+func labelKey(kind, path string) string {
+	return kind + " " + path[strings.LastIndexByte(path, '/')+1:]
 }
 
 // statusRecorder keeps the status code a handler writes.

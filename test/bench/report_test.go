@@ -47,6 +47,7 @@ type report struct {
 	versions [][2]string
 	scale    []scaleResult
 	token    *scaleResult // the token-auth run, nil when skipped
+	verify   *scaleResult // the signature verification run, nil when skipped
 	blobs    []blobResult // the pull run's shapes
 	noise    *noiseResult // the cluster noise run, nil when skipped
 	shard    *shardResult // the shard run, nil when skipped
@@ -294,6 +295,9 @@ func (r *report) markdown() string {
 		p("| Syncs over the whole run, by result | %s | | |", s.syncResults)
 		p("| Manager peak RSS | %.1f MiB | | |", float64(s.peakRSS)/mib)
 	}
+	if s := r.verify; s != nil {
+		r.verifyMarkdown(p, *s)
+	}
 	if len(r.blobs) > 0 {
 		p("")
 		p("## Pull")
@@ -485,6 +489,126 @@ func (r *report) markdown() string {
 		p("| Manager CPU, whole run | %.2f s | | |", pr.cpuSeconds)
 	}
 	return b.String()
+}
+
+// verifyMarkdown writes the signature verification section, beside the
+// scale run of as many Artifacts and the same --concurrent when this
+// report has it.
+func (r *report) verifyMarkdown(p func(format string, args ...any), s scaleResult) {
+	var base *scaleResult
+	for i := range r.scale {
+		if r.scale[i].n == s.n && r.scale[i].concurrent == s.concurrent {
+			base = &r.scale[i]
+		}
+	}
+	conc := "the manager has no `--concurrent` flag"
+	if s.concurrent > 0 {
+		conc = fmt.Sprintf("`--concurrent=%d`", s.concurrent)
+	}
+	n := float64(s.n)
+	p("")
+	p("## Signature verification")
+	p("")
+	p("%d Artifacts as in Scale (%d repositories, `spec.interval` %s, %s), with each repository's manifest signed once by the harness as cosign 3 signs, with an ECDSA P-256 key made for the run:", s.n, s.repos, s.interval, conc)
+	p("a Sigstore bundle (a DSSE envelope of an in-toto statement about the digest) as the one layer of a referrer manifest, listed in the index under the referrers tag schema's tag, as cosign lists it on a registry without the referrers API (the Distribution registry has none).")
+	p("Every Artifact has `spec.verify` with provider cosign naming one Secret in its namespace (one namespace, one Secret) that holds the PEM public key as `cosign.pub`; a digest is published once a signature of it verifies, and remembered in `status.verified` so that it is not verified again.")
+	p("The proxy counts the requests of verification apart: the referrers API (which answers 404 here), then the referrers index, the signature manifest and the bundle blob, each named by its tag or digest.")
+	p("Figures as in Scale; verified Artifacts are those whose `status.verified` names their published digest with SourceVerified True, read at the end of the run.")
+	if base == nil {
+		p("The scale run without verification is not in this report (run the scale section with the same count and `--concurrent`): compare with the %d Artifacts (%s) of Scale in docs/benchmarks.md.", s.n, conc)
+	} else {
+		p("Without verification: the scale run of %d Artifacts (%s) above, in the same `make bench`.", base.n, conc)
+	}
+	p("")
+	p("| Figure | With verification | Without verification (Scale) | Target | Verdict |")
+	p("|---|---|---|---|---|")
+	with, without := scaleFigures(s), map[string]string{}
+	for k := range with {
+		without[k] = "not run"
+	}
+	if base != nil {
+		without = scaleFigures(*base)
+	}
+	row := func(figure, key, target, verdict string) {
+		p("| %s | %s | %s | %s | %s |", figure, with[key], without[key], target, verdict)
+	}
+	verifiedVerdict := "met"
+	if s.verified != s.n {
+		verifiedVerdict = "missed"
+	}
+	p("| Artifacts verified | %d of %d | | all | %s |", s.verified, s.n, verifiedVerdict)
+	row("Artifacts Ready", "ready", "", "")
+	row("Manager CPU until all Ready", "cpuReady", "", "")
+	row("Manager CPU, whole run", "cpu", "", "")
+	rssTarget, rssLimit := fmt.Sprintf("< %d MiB (Scale's, for %d)", targetRSS/mib, targetN), float64(targetRSS/mib)
+	if s.n >= targetBigN {
+		rssTarget, rssLimit = fmt.Sprintf("≤ %d MiB (Scale's, for %d)", targetBigRSS/mib, targetBigN), float64(targetBigRSS/mib)
+	}
+	row("Manager peak RSS", "rss", rssTarget, verdict(float64(s.peakRSS)/mib, rssLimit, false, "MiB"))
+	row("Manager live heap when all were Ready", "heap", "", "")
+	row("First sync: registry requests", "first", "", "")
+	ver, rest := verifyCounts(s.first)
+	p("| First sync: verification's requests | %d (%.2f per Artifact): %s | none | | |", ver.total(), float64(ver.total())/n, ver)
+	row("First sync: syncs until all Ready", "syncs", "", "")
+	o := otherPerArtifact(rest, s.firstSyncs, s.n)
+	p("| First sync: requests besides verification's, blob downloads and re-polls | %.2f per Artifact | %s | ≤ %d per Artifact (Scale's) | %s |", o, without["other"], targetReqsPerArt, verdict(o, targetReqsPerArt, false, ""))
+	row("First sync: blob downloads (the bundles apart)", "blobs", "≤ one per distinct blob", verdict(float64(s.first.count("GET blob")), float64(s.distinctBlobs), false, ""))
+	row("First sync: API writes", "writes", "", "")
+	row("Steady state: syncs in one interval", "steadySyncs", "", "")
+	row("Steady state: registry requests per sync", "steady", "exactly 1 HEAD, as without verification", steadyVerdict(s.steady, s.steadySyncs, s.concurrent))
+	row("Steady state: API writes per interval", "steadyWrites", "0", verdict(float64(s.steadyWrites), 0, true, ""))
+	row("Syncs over the whole run, by result", "results", "", "")
+	row("Events dropped (the API server too far behind)", "dropped", "0", verdict(float64(s.eventsDropped), 0, true, ""))
+	for _, d := range []struct{ what, profile string }{
+		{"Manager CPU profile (start through the first sync and one steady interval), top functions", s.cpuProfile},
+		{"Manager heap profile when all were Ready (in use), top functions", s.heapProfile},
+	} {
+		if d.profile == "" {
+			continue
+		}
+		p("")
+		p("<details><summary>%s</summary>", d.what)
+		p("")
+		p("```")
+		p("%s", d.profile)
+		p("```")
+		p("</details>")
+	}
+}
+
+// scaleFigures formats the figures of a scale run that the signature
+// verification section shows side by side, by row.
+func scaleFigures(s scaleResult) map[string]string {
+	n := float64(s.n)
+	perArt := func(v int) string { return fmt.Sprintf("%d (%.2f per Artifact)", v, float64(v)/n) }
+	heap := "not measured"
+	if s.liveHeap > 0 {
+		heap = fmt.Sprintf("%.1f MiB (%.1f KiB per Artifact)", float64(s.liveHeap)/mib, float64(s.liveHeap)/1024/n)
+	}
+	return map[string]string{
+		"ready":        fmt.Sprintf("%.2f s", s.readySeconds),
+		"cpuReady":     fmt.Sprintf("%.2f s", s.cpuAtReady),
+		"cpu":          fmt.Sprintf("%.2f s", s.cpuSeconds),
+		"rss":          fmt.Sprintf("%.1f MiB", float64(s.peakRSS)/mib),
+		"heap":         heap,
+		"first":        perArt(s.first.total()) + ": " + s.first.String(),
+		"syncs":        fmt.Sprintf("%d: %d re-polls", s.firstSyncs, max(s.firstSyncs-s.n, 0)),
+		"other":        fmt.Sprintf("%.2f per Artifact", otherPerArtifact(s.first, s.firstSyncs, s.n)),
+		"blobs":        fmt.Sprintf("%d for %d distinct blobs", s.first.count("GET blob"), s.distinctBlobs),
+		"writes":       perArt(s.firstWrites) + ": " + byRes(s.firstByRes),
+		"steadySyncs":  perArt(s.steadySyncs),
+		"steady":       perSync(s.steady.total(), s.steadySyncs) + ": " + s.steady.String(),
+		"steadyWrites": fmt.Sprintf("%d: %s", s.steadyWrites, byRes(s.steadyByRes)),
+		"results":      s.syncResults.String(),
+		"dropped":      fmt.Sprintf("%d of %d published", s.eventsDropped, s.syncResults["published"]),
+	}
+}
+
+// otherPerArtifact is the first sync's requests per Artifact besides the
+// blob downloads and the re-polls (one request each), as Scale counts
+// them against its target.
+func otherPerArtifact(first counts, syncs, n int) float64 {
+	return float64(first.total()-first.count("GET blob")-max(syncs-n, 0)) / float64(n)
 }
 
 // loadAvg is the first three fields of /proc/loadavg: other work on the

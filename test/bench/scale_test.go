@@ -61,6 +61,12 @@ type scaleResult struct {
 	steadyWrites int
 	steadyByRes  map[string]int
 	syncResults  counts // the manager's syncs over the whole run, by result
+	// verify is set for a run with signature verification: each
+	// repository signed, each Artifact with spec.verify. verified is the
+	// Artifacts whose status.verified named their published digest at
+	// the end.
+	verify   bool
+	verified int
 	// token is set for a run against a token-auth registry; the token
 	// requests are counted at the issuer, which the registry's challenge
 	// names directly, so they never pass the proxy.
@@ -84,22 +90,37 @@ func scaleInterval(interval time.Duration, n int) time.Duration {
 	return max(interval, time.Duration(n)*10*time.Millisecond)
 }
 
-// runScale measures n Artifacts against an anonymous registry, or with
-// token set against a token-auth one, each Artifact with a pull Secret.
-func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResult {
+// scaleOpts are the variants of a scale run.
+type scaleOpts struct {
+	// token: against a token-auth registry, each Artifact with a pull
+	// Secret.
+	token bool
+	// verify: each repository's manifest signed (signRepos), each
+	// Artifact with spec.verify naming a Secret of the public key.
+	verify bool
+}
+
+// runScale measures n Artifacts against an anonymous registry, or as
+// opts says.
+func runScale(t *testing.T, cfg config, n, concurrent int, opts scaleOpts) scaleResult {
 	bin := registrytest.BinaryFromEnv(t, registrytest.EnvOcisync)
-	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: scaleInterval(cfg.interval, n), firstByRes: map[string]int{}, steadyByRes: map[string]int{}, token: token}
+	token := opts.token
+	res := scaleResult{n: n, repos: min(cfg.repos, n), interval: scaleInterval(cfg.interval, n), firstByRes: map[string]int{}, steadyByRes: map[string]int{}, token: token, verify: opts.verify}
 
 	kubeconfig, rc, k8s := startControlPlane(t)
 	cs := clientset(t, rc)
 
-	opts := registrytest.Options{}
+	regOpts := registrytest.Options{}
 	if token {
-		opts = registrytest.Options{Auth: registrytest.AuthToken, Users: []registrytest.User{{Name: benchUser, Password: rand.Text()}}}
+		regOpts = registrytest.Options{Auth: registrytest.AuthToken, Users: []registrytest.User{{Name: benchUser, Password: rand.Text()}}}
 	}
-	reg := registrytest.Start(t, opts)
+	reg := registrytest.Start(t, regOpts)
 	proxy := startProxy(t, reg.URL)
 	res.distinctBlobs = pushRepos(t, reg, res.repos)
+	var pub []byte
+	if opts.verify {
+		pub = signRepos(t, reg, proxy, res.repos)
+	}
 
 	ctx := t.Context()
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}); err != nil {
@@ -110,7 +131,20 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 		pullSecret = createPullSecret(t, k8s, reg, proxy.Host)
 		res.expiresIn = tokenLifetime(t, reg)
 	}
-	createArtifacts(t, k8s, proxy.Host, n, res.repos, res.interval, pullSecret)
+	verifySecret := ""
+	if opts.verify {
+		verifySecret = createVerifySecret(t, k8s, benchNamespace, pub)
+	}
+	createObjects(t, k8s, n, func(i int) client.Object {
+		a := artifact(benchNamespace, i, proxy.Host, res.repos, res.interval)
+		if pullSecret != "" {
+			a.Spec.PullSecrets = []corev1.LocalObjectReference{{Name: pullSecret}}
+		}
+		if verifySecret != "" {
+			a.Spec.Verify = &ocisyncv1alpha1.VerifySpec{Provider: ocisyncv1alpha1.VerifyProviderCosign, SecretRef: corev1.LocalObjectReference{Name: verifySecret}}
+		}
+		return a
+	})
 
 	// Watch before the manager starts: the watch's first events are the
 	// Artifacts as they are, none Ready.
@@ -180,17 +214,18 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 	res.steadyWrites = writesBetween(w2, w3, res.steadyByRes)
 	t.Logf("steady state over %s: %d syncs; registry requests: %v; token requests: %v; API writes: %d %v", res.interval, res.steadySyncs, res.steady, res.steadyTokens, res.steadyWrites, res.steadyByRes)
 	if pprofAddr != "" {
-		name := fmt.Sprintf("manager-%d-concurrent-%d", n, concurrent)
-		if token {
-			name += "-token"
-		}
+		name := fmt.Sprintf("manager-%d-concurrent-%d%s", n, concurrent, res.variant())
 		res.cpuProfile = saveProfile(t, cfg.profileDir, name+".cpu.pprof", <-cpuProfile)
 		res.heapProfile = saveProfile(t, cfg.profileDir, name+".heap.pprof", <-heapProfile)
 	}
 	if apiProfile != nil {
-		res.apiProfile = saveProfile(t, cfg.profileDir, fmt.Sprintf("kube-apiserver-%d-concurrent-%d.cpu.pprof", n, concurrent), <-apiProfile, "-cum", apiProfileHide)
+		res.apiProfile = saveProfile(t, cfg.profileDir, fmt.Sprintf("kube-apiserver-%d-concurrent-%d%s.cpu.pprof", n, concurrent, res.variant()), <-apiProfile, "-cum", apiProfileHide)
 	}
 
+	if opts.verify {
+		res.verified = countVerified(t, k8s, benchNamespace)
+		t.Logf("%d of %d Artifacts verified", res.verified, n)
+	}
 	res.syncResults = mgr.syncResults(t)
 	for _, v := range scrapeMetric(t, mgr, eventsDroppedRE) {
 		res.eventsDropped += int(v)
@@ -199,6 +234,18 @@ func runScale(t *testing.T, cfg config, n, concurrent int, token bool) scaleResu
 	res.cpuSeconds = mgr.stop(t)
 	t.Logf("manager peak RSS %.1f MiB, CPU %.2f s (%.2f s until Ready)", float64(res.peakRSS)/mib, res.cpuSeconds, res.cpuAtReady)
 	return res
+}
+
+// variant is the suffix of a run's profile names: "" for the plain scale
+// run, "-token" or "-verify".
+func (r scaleResult) variant() string {
+	switch {
+	case r.token:
+		return "-token"
+	case r.verify:
+		return "-verify"
+	}
+	return ""
 }
 
 // benchUser is the account of the token-auth runs.
