@@ -164,7 +164,11 @@ func (c *Cosign) Verify(ctx context.Context, repo Fetcher, subject ocispec.Descr
 	if len(why) == 0 {
 		return Result{}, notVerified("no cosign signature of %s: %s and no %s tag; sign it with cosign sign", subject.Digest, oci.DescribeReferrers(found, "Sigstore bundle"), legacyTag)
 	}
-	return Result{}, notVerified("no cosign signature of %s verified: %s", subject.Digest, why)
+	looked := ""
+	if found.Truncated {
+		looked = fmt.Sprintf(" (only the first %d Sigstore bundles were looked at)", maxSignatures)
+	}
+	return Result{}, notVerified("no cosign signature of %s verified%s: %s", subject.Digest, looked, why)
 }
 
 // notVerified is a signature that does not verify: the reason alone,

@@ -314,6 +314,29 @@ func TestCosignLimitsAndFailures(t *testing.T) {
 	})
 }
 
+// A registry listing more signatures than maxSignatures is read only up
+// to the bound, and the error says so.
+func TestCosignSignatureBound(t *testing.T) {
+	a, b := newTestKey(t), newTestKey(t)
+	f := newFakeRepo()
+	subject := subjectManifest(t, f, "v1")
+	for i := 0; i < maxSignatures+5; i++ {
+		// Another digest's statement each, so each bundle is its own.
+		bundleFor(t, f, b, subject, digest.FromString(fmt.Sprint("other ", i)), false)
+	}
+	c, err := NewCosign(map[string][]byte{"a.pub": a.pubPEM}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Verify(context.Background(), f, subject)
+	if !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), fmt.Sprintf("only the first %d", maxSignatures)) {
+		t.Errorf("Verify = %v, want ErrNotVerified saying only the first %d were looked at", err, maxSignatures)
+	}
+	if got := strings.Count(err.Error(), "bundle sha256:"); got > maxSignatures {
+		t.Errorf("%d bundles looked at, over the bound %d", got, maxSignatures)
+	}
+}
+
 func TestNewCosignRefusals(t *testing.T) {
 	a := newTestKey(t)
 	for _, tc := range []struct {
