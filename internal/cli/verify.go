@@ -14,30 +14,17 @@ import (
 	"github.com/ocisync/ocisync/internal/verify"
 )
 
-// fileList is a repeatable flag of file names.
-type fileList []string
-
-func (f *fileList) String() string { return strings.Join(*f, ",") }
-
-func (f *fileList) Set(v string) error {
-	if v == "" {
-		return errors.New("empty file name")
-	}
-	*f = append(*f, v)
-	return nil
-}
-
 // verifyFlags are pull's signature verification flags, which mirror an
 // Artifact's spec.verify.
 type verifyFlags struct {
-	keys        fileList
+	keys        pathList
 	trustedRoot string
-	issuers     fileList
-	subjects    fileList
+	issuers     pathList
+	subjects    pathList
 	// Notation: a trust policy document, and the trust stores'
 	// certificates, each file a store named by the file's name.
 	trustPolicy string
-	certs       fileList
+	certs       pathList
 }
 
 func (v *verifyFlags) bind(fs *flag.FlagSet) {
