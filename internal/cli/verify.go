@@ -46,14 +46,7 @@ func (v *verifyFlags) notationVerifier() (verify.Verifier, error) {
 		return nil, errors.New("notation verification needs --verify-notation-trust-policy and at least one --verify-notation-cert")
 	}
 	material := map[string][]byte{}
-	read := func(file, name string) error {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return fmt.Errorf("reading the verification material: %w", err)
-		}
-		material[name] = b
-		return nil
-	}
+	read := func(file, name string) error { return readMaterial(material, file, name) }
 	if err := read(v.trustPolicy, verify.TrustPolicyKey); err != nil {
 		return nil, err
 	}
@@ -92,14 +85,7 @@ func (v *verifyFlags) verifier() (verify.Verifier, error) {
 		return nil, errors.New("keyless verification needs --verify-trusted-root and one --verify-oidc-subject for each --verify-oidc-issuer")
 	}
 	material := map[string][]byte{}
-	read := func(file, name string) error {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return fmt.Errorf("reading the verification material: %w", err)
-		}
-		material[name] = b
-		return nil
-	}
+	read := func(file, name string) error { return readMaterial(material, file, name) }
 	var ids []verify.Identity
 	if keyless {
 		if err := read(v.trustedRoot, verify.TrustedRootKey); err != nil {
@@ -138,4 +124,15 @@ func checkSignature(v verify.Verifier, repo *oci.Repository, stderr io.Writer) f
 		fmt.Fprintf(stderr, "Verified %s: signed by %s\n", t.Root.Digest, res.Identity)
 		return nil
 	}
+}
+
+// readMaterial reads file into material under name, the layout of an
+// Artifact's verification Secret.
+func readMaterial(material map[string][]byte, file, name string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("reading the verification material: %w", err)
+	}
+	material[name] = b
+	return nil
 }

@@ -1,15 +1,12 @@
 package controller
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"time"
 
@@ -18,15 +15,12 @@ import (
 	"github.com/notaryproject/notation-go/signer"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
-	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/verify"
 )
 
@@ -72,38 +66,11 @@ func newNotationSigning() notationSigning {
 // registry has no referrers API.
 func signNotationPlain(repo string, subject ocispec.Descriptor, s notationSigning) {
 	GinkgoHelper()
-	r := repository(plainPusher(), plainRegistry.Host, repo)
 	g, err := signer.NewGenericSigner(s.key, s.chain)
 	Expect(err).NotTo(HaveOccurred())
 	env, _, err := g.Sign(bg, subject, notation.SignerSignOptions{SignatureMediaType: jws.MediaTypeEnvelope})
 	Expect(err).NotTo(HaveOccurred())
-	layer := ocispec.Descriptor{MediaType: jws.MediaTypeEnvelope, Digest: digest.FromBytes(env), Size: int64(len(env))}
-	Expect(r.PushBlob(bg, layer, bytes.NewReader(env))).To(Succeed())
-	empty := ocispec.DescriptorEmptyJSON
-	empty.Data = nil
-	Expect(r.PushBlob(bg, empty, bytes.NewReader([]byte("{}")))).To(Succeed())
-	m := ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		ArtifactType: verify.NotationArtifactType, Config: empty, Layers: []ocispec.Descriptor{layer}, Subject: &subject,
-	}
-	data, err := json.Marshal(m)
-	Expect(err).NotTo(HaveOccurred())
-	sig, err := r.PushManifest(bg, digest.FromBytes(data).String(), m.MediaType, data)
-	Expect(err).NotTo(HaveOccurred())
-	sig.ArtifactType = verify.NotationArtifactType
-
-	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
-	tag := oci.ReferrersTag(subject.Digest)
-	if _, old, err := r.FetchManifest(bg, tag); err == nil {
-		Expect(json.Unmarshal(old, &idx)).To(Succeed())
-	} else {
-		Expect(errors.Is(err, oci.ErrNotFound) || errors.Is(err, oci.ErrManifestUnknown)).To(BeTrue(), "reading the referrers index: %v", err)
-	}
-	idx.Manifests = append(idx.Manifests, sig)
-	data, err = json.Marshal(idx)
-	Expect(err).NotTo(HaveOccurred())
-	_, err = r.PushManifest(bg, tag, idx.MediaType, data)
-	Expect(err).NotTo(HaveOccurred())
+	attachPlain(repo, subject, verify.NotationArtifactType, jws.MediaTypeEnvelope, env)
 }
 
 var _ = Describe("Notation signature verification", func() {

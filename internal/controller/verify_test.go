@@ -47,26 +47,36 @@ func newSigningKey() signingKey {
 // in the index under the referrers tag schema's tag.
 func signPlain(repo string, subject ocispec.Descriptor, k signingKey) {
 	GinkgoHelper()
-	r := repository(plainPusher(), plainRegistry.Host, repo)
 	statement := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"%s","digest":{"sha256":%q}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}}`, repo, subject.Digest.Encoded())
 	pb, err := sign.Bundle(&sign.DSSEData{Data: []byte(statement), PayloadType: "application/vnd.in-toto+json"}, k.pair, sign.BundleOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	raw, err := protojson.Marshal(pb)
 	Expect(err).NotTo(HaveOccurred())
-	layer := ocispec.Descriptor{MediaType: verify.BundleArtifactType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
-	Expect(r.PushBlob(bg, layer, bytes.NewReader(raw))).To(Succeed())
+	attachPlain(repo, subject, verify.BundleArtifactType, verify.BundleArtifactType, raw)
+}
+
+// attachPlain pushes content as the one layer (of layerType) of a
+// referrer manifest of artifactType whose subject is subject, in repo of
+// the plain registry, and lists it, as cosign, notation and oras do on a
+// registry without the referrers API, in the index under the referrers
+// tag schema's tag.
+func attachPlain(repo string, subject ocispec.Descriptor, artifactType, layerType string, content []byte) {
+	GinkgoHelper()
+	r := repository(plainPusher(), plainRegistry.Host, repo)
+	layer := ocispec.Descriptor{MediaType: layerType, Digest: digest.FromBytes(content), Size: int64(len(content))}
+	Expect(r.PushBlob(bg, layer, bytes.NewReader(content))).To(Succeed())
 	empty := ocispec.DescriptorEmptyJSON
 	empty.Data = nil
 	Expect(r.PushBlob(bg, empty, bytes.NewReader([]byte("{}")))).To(Succeed())
 	m := ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		ArtifactType: verify.BundleArtifactType, Config: empty, Layers: []ocispec.Descriptor{layer}, Subject: &subject,
+		ArtifactType: artifactType, Config: empty, Layers: []ocispec.Descriptor{layer}, Subject: &subject,
 	}
 	data, err := json.Marshal(m)
 	Expect(err).NotTo(HaveOccurred())
 	sig, err := r.PushManifest(bg, digest.FromBytes(data).String(), m.MediaType, data)
 	Expect(err).NotTo(HaveOccurred())
-	sig.ArtifactType = verify.BundleArtifactType
+	sig.ArtifactType = artifactType
 
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
 	tag := oci.ReferrersTag(subject.Digest)
