@@ -7,18 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/Masterminds/semver/v3"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,9 +24,7 @@ import (
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/blobcache"
 	"github.com/ocisync/ocisync/internal/metrics"
-	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/oci/auth"
-	"github.com/ocisync/ocisync/internal/oci/reference"
 	"github.com/ocisync/ocisync/internal/oci/transport"
 )
 
@@ -220,6 +214,8 @@ type syncOutcome struct {
 	// bytes of layer content pulled: downloaded by the manager for the
 	// ConfigMap, or by the sync Job that just put a digest live.
 	bytes int64
+	// step is the name of the step that failed, if one did.
+	step string
 }
 
 // observeSync writes the sync's log line and metrics. The line carries
@@ -244,7 +240,7 @@ func observeSync(ctx context.Context, obj *v1alpha1.Artifact, out *syncOutcome, 
 		kv = append(kv, "requestedAt", obj.Status.LastHandledReconcileAt)
 	}
 	if err != nil {
-		kv = append(kv, "error", err.Error())
+		kv = append(kv, "step", out.step, "error", err.Error())
 	}
 	ctrl.LoggerFrom(ctx).Info("sync", kv...)
 }
@@ -265,231 +261,6 @@ func (r *ArtifactReconciler) sync(ctx context.Context, obj *v1alpha1.Artifact, f
 type pendingError struct{ *pending }
 
 func (p *pendingError) Error() string { return p.message }
-
-func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifact, force bool, out *syncOutcome) error {
-	spec := &obj.Spec
-	var platform *oci.Platform
-	if spec.Platform != "" {
-		p, err := oci.ParsePlatform(spec.Platform)
-		if err != nil {
-			return stalled(v1alpha1.ReasonInvalidSpec, "spec.platform: %w", err)
-		}
-		platform = &p
-	}
-	var constraint *semver.Constraints
-	if spec.SemVer != "" {
-		c, err := semver.NewConstraint(spec.SemVer)
-		if err != nil {
-			return stalled(v1alpha1.ReasonInvalidSpec, "spec.semver %q is not a valid semantic version range: %v", spec.SemVer, err)
-		}
-		constraint = c
-	}
-	ref, err := reference.Parse(spec.Reference)
-	if err != nil {
-		return stalled(v1alpha1.ReasonInvalidReference, "spec.reference: %w", err)
-	}
-	client, access, err := r.registryClient(ctx, obj)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout(obj))
-	defer cancel()
-	repo := client.Repository(ref)
-
-	// Reference → digest.
-	if constraint != nil {
-		tag, err := newestTag(ctx, repo, constraint, spec.SemVer)
-		if err != nil {
-			return err
-		}
-		if ref, err = ref.WithTag(tag); err != nil {
-			return err
-		}
-	} else {
-		ref = ref.WithDefaultTag()
-	}
-	// An Artifact never resolved needs the manifest whatever its digest:
-	// one GET gives both, verified against the digest the registry
-	// names. Later syncs ask with a HEAD whether anything changed.
-	var target *oci.Target
-	var desc ocispec.Descriptor
-	if obj.Status.Digest == "" {
-		if target, err = repo.FetchTarget(ctx, ref.Reference(), platform); err != nil {
-			return err
-		}
-		desc = target.Root
-	} else if desc, err = repo.Resolve(ctx, ref.Reference()); err != nil {
-		return err
-	}
-	digest := desc.Digest.String()
-	out.digest = digest
-
-	// Signed by someone trusted, before anything is published (a no-op
-	// for a digest verified before against the same trust material).
-	if err := r.verifySignature(ctx, obj, repo, client.MaxManifestBytes(), desc); err != nil {
-		return err
-	}
-
-	// Unchanged and intact: nothing to download, nothing to write.
-	if !force && digest == obj.Status.Digest && obj.Status.ObservedGeneration == obj.Generation && isReady(obj) {
-		intact := true
-		if spec.ConfigMap != nil {
-			if intact, err = r.configMapIntact(ctx, obj, digest); err != nil {
-				return err
-			}
-		}
-		if intact {
-			return nil
-		}
-	}
-
-	// Digest → manifest → layers. By digest, so a tag moved meanwhile
-	// cannot mix two artifacts.
-	if target == nil {
-		if target, err = repo.FetchTarget(ctx, digest, platform); err != nil {
-			return err
-		}
-	}
-	artifactType := oci.ArtifactType(target.Manifest)
-	if spec.ArtifactType != "" && artifactType != spec.ArtifactType {
-		return stalled(v1alpha1.ReasonSelectorMismatch, "%s has artifact type %q, spec.artifactType wants %q", ref, artifactType, spec.ArtifactType)
-	}
-	layers, err := oci.SelectLayers(target.Manifest, spec.MediaType)
-	if err != nil {
-		return stalled(v1alpha1.ReasonSelectorMismatch, "%s: %w", ref, err)
-	}
-	var total int64
-	names := make([]string, 0, len(layers))
-	for _, l := range layers {
-		total += l.Size
-		names = append(names, l.Annotations[oci.AnnotationTitle])
-	}
-	if limit := maxSize(obj); total > limit {
-		return stalled(v1alpha1.ReasonTooLarge, "%s: the selected layers hold %d bytes, over spec.maxSize (%d bytes); raise spec.maxSize or select fewer layers", ref, total, limit)
-	}
-
-	// String leaves the ":" out for a reference by digest alone.
-	resolved := ref
-	resolved.Digest = desc.Digest
-
-	if spec.Volume != nil {
-		var live string
-		if v := obj.Status.Volume; v != nil {
-			live = v.LiveDigest
-		}
-		wait, err := r.syncVolume(ctx, obj, resolved, access)
-		if err != nil {
-			return err
-		}
-		if wait != nil {
-			return &pendingError{wait}
-		}
-		// The Job that just finished pulled the layers; a forced sync that
-		// found the Job of this digest still kept pulled nothing.
-		if obj.Status.Volume.LiveDigest != live {
-			out.written, out.bytes = true, total
-		}
-	} else {
-		obj.Status.Volume = nil
-		if err := r.deleteSyncJobs(ctx, obj); err != nil {
-			return err
-		}
-	}
-
-	if spec.ConfigMap != nil {
-		if err := checkConfigMapFit(names, total); err != nil {
-			return err
-		}
-		for _, l := range layers {
-			if l.Annotations[oci.AnnotationUnpack] == "true" {
-				return stalled(v1alpha1.ReasonSelectorMismatch, "layer %q is a directory; a ConfigMap holds only files: select files with spec.mediaType or use spec.volume", l.Annotations[oci.AnnotationTitle])
-			}
-		}
-		// A forced sync downloads again: it is how to get past anything
-		// cached, whatever it is.
-		cache := r.BlobCache
-		if force {
-			cache = nil
-		}
-		files, err := download(ctx, repo, layers, cache)
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			out.bytes += int64(len(f.content))
-		}
-		if err := r.publishConfigMap(ctx, obj, configMapFor(obj, digest, files)); err != nil {
-			return err
-		}
-		out.written = true
-	}
-
-	now := metav1.Now()
-	st := &obj.Status
-	out.newDigest = digest != st.Digest
-	if spec.ConfigMap == nil && spec.Volume == nil {
-		// Without an output, resolving is all a sync does.
-		out.written = out.newDigest
-	}
-	st.Digest = digest
-	st.ShortDigest = shortDigest(digest)
-	st.Tag = ref.Tag
-	st.ResolvedReference = resolved.String()
-	st.ArtifactType = artifactType
-	st.Files = st.Files[:0]
-	for _, l := range layers {
-		st.Files = append(st.Files, v1alpha1.ArtifactFile{Name: l.Annotations[oci.AnnotationTitle], MediaType: l.MediaType, Digest: l.Digest.String(), Size: l.Size})
-	}
-	st.Size = total
-	st.LastSyncTime = &now
-	return nil
-}
-
-// download fetches and verifies each layer into memory, through cache
-// (nil: straight from the registry). Only the ConfigMap output does this,
-// and it is bounded to 1 MiB in all.
-func download(ctx context.Context, repo *oci.Repository, layers []ocispec.Descriptor, cache *blobcache.Cache) ([]file, error) {
-	files := make([]file, 0, len(layers))
-	for _, l := range layers {
-		rc, err := cache.Open(ctx, repo.String(), l, func(ctx context.Context) (io.ReadCloser, error) {
-			return repo.FetchBlob(ctx, l, maxConfigMapBytes)
-		})
-		if err != nil {
-			return nil, err
-		}
-		content, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("layer %q: %w", l.Annotations[oci.AnnotationTitle], err)
-		}
-		files = append(files, file{name: l.Annotations[oci.AnnotationTitle], content: content})
-	}
-	return files, nil
-}
-
-// newestTag lists the repository's tags and returns the newest that
-// satisfies c. Tags that are not semantic versions are ignored.
-func newestTag(ctx context.Context, repo *oci.Repository, c *semver.Constraints, raw string) (string, error) {
-	tags, err := repo.Tags(ctx)
-	if err != nil {
-		return "", err
-	}
-	var best *semver.Version
-	bestTag := ""
-	for _, t := range tags {
-		v, err := semver.NewVersion(t)
-		if err != nil || !c.Check(v) {
-			continue
-		}
-		if best == nil || v.GreaterThan(best) {
-			best, bestTag = v, t
-		}
-	}
-	if best == nil {
-		return "", transient(v1alpha1.ReasonNotFound, "no tag of %s satisfies spec.semver %q (%d tags listed)", repo, raw, len(tags))
-	}
-	return bestTag, nil
-}
 
 func shortDigest(d string) string {
 	if _, hex, ok := strings.Cut(d, ":"); ok && len(hex) >= 12 {

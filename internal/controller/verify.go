@@ -13,6 +13,11 @@ import (
 	"github.com/ocisync/ocisync/internal/verify"
 )
 
+// verifyStep verifies the resolved digest's signature (verifySignature).
+func (r *ArtifactReconciler) verifyStep(ctx context.Context, s *syncState) error {
+	return r.verifySignature(ctx, s.obj, s.repo, s.client.MaxManifestBytes(), s.desc)
+}
+
 // verifySignature is the verify step: with spec.verify, the digest desc
 // is published only once a signature of it verifies, by the provider of
 // spec.verify.provider (cosign or notation), against the trust material

@@ -1,0 +1,127 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/oci"
+	"github.com/ocisync/ocisync/internal/oci/reference"
+)
+
+func TestStepsOrder(t *testing.T) {
+	var got []string
+	for _, s := range (&ArtifactReconciler{}).steps() {
+		got = append(got, s.name)
+	}
+	want := "resolve verify fetch publish record"
+	if strings.Join(got, " ") != want {
+		t.Errorf("steps = %v, want %s: nothing may be published before it is verified, nor recorded before it is published", got, want)
+	}
+}
+
+func titledLayer(title, mediaType string, size int64) ocispec.Descriptor {
+	d := ocispec.Descriptor{MediaType: mediaType, Size: size, Digest: digest.FromString(title)}
+	if title != "" {
+		d.Annotations = map[string]string{oci.AnnotationTitle: title}
+	}
+	return d
+}
+
+// TestFetchStep covers the refusals of the fetch step, with the manifest
+// already at hand (as on an Artifact's first sync), so that no registry is
+// asked.
+func TestFetchStep(t *testing.T) {
+	manifest := &oci.Manifest{
+		ArtifactType: "application/vnd.example.config",
+		Layers: []ocispec.Descriptor{
+			titledLayer("a.yaml", "text/yaml", 10),
+			titledLayer("b.json", "application/json", 20),
+			titledLayer("", "text/yaml", 5),
+		},
+	}
+	tests := []struct {
+		name       string
+		spec       v1alpha1.ArtifactSpec
+		wantReason string // "" for success
+		wantLayers int
+		wantTotal  int64
+	}{
+		{name: "every titled layer", wantLayers: 2, wantTotal: 30},
+		{name: "by media type", spec: v1alpha1.ArtifactSpec{MediaType: "text/yaml"}, wantLayers: 1, wantTotal: 10},
+		{name: "no such media type", spec: v1alpha1.ArtifactSpec{MediaType: "text/plain"}, wantReason: v1alpha1.ReasonSelectorMismatch},
+		{name: "artifact type matches", spec: v1alpha1.ArtifactSpec{ArtifactType: "application/vnd.example.config"}, wantLayers: 2, wantTotal: 30},
+		{name: "artifact type differs", spec: v1alpha1.ArtifactSpec{ArtifactType: "application/vnd.other"}, wantReason: v1alpha1.ReasonSelectorMismatch},
+		{name: "over maxSize", spec: v1alpha1.ArtifactSpec{MaxSize: resource.NewQuantity(29, resource.BinarySI)}, wantReason: v1alpha1.ReasonTooLarge},
+		{name: "at maxSize", spec: v1alpha1.ArtifactSpec{MaxSize: resource.NewQuantity(30, resource.BinarySI)}, wantLayers: 2, wantTotal: 30},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj := &v1alpha1.Artifact{Spec: tt.spec}
+			s := &syncState{obj: obj, out: &syncOutcome{}, ref: reference.Reference{Registry: "r.example", Repository: "app", Tag: "v1"},
+				desc: ocispec.Descriptor{Digest: digest.FromString("m")}, target: &oci.Target{Manifest: manifest}}
+			err := (&ArtifactReconciler{}).fetchStep(t.Context(), s)
+			if tt.wantReason != "" {
+				se := classify(err)
+				if err == nil || se.reason != tt.wantReason || !se.stall {
+					t.Fatalf("fetchStep = %v, want a stalling %s", err, tt.wantReason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("fetchStep: %v", err)
+			}
+			if len(s.layers) != tt.wantLayers || s.total != tt.wantTotal || s.upToDate {
+				t.Errorf("fetchStep selected %d layers of %d bytes (upToDate %v), want %d of %d", len(s.layers), s.total, s.upToDate, tt.wantLayers, tt.wantTotal)
+			}
+			if s.artifactType != manifest.ArtifactType {
+				t.Errorf("artifact type %q, want %q", s.artifactType, manifest.ArtifactType)
+			}
+		})
+	}
+}
+
+func TestRecordStep(t *testing.T) {
+	d1, d2 := digest.FromString("one"), digest.FromString("two")
+	tests := []struct {
+		name        string
+		spec        v1alpha1.ArtifactSpec
+		last        digest.Digest
+		written     bool // what publish reported
+		wantWritten bool
+		wantNew     bool
+	}{
+		{name: "no output, new digest", last: d1, wantWritten: true, wantNew: true},
+		{name: "no output, same digest", last: d2},
+		{name: "configMap written", spec: v1alpha1.ArtifactSpec{ConfigMap: &v1alpha1.ConfigMapOutput{Name: "x"}}, last: d2, written: true, wantWritten: true},
+		{name: "configMap, first digest", spec: v1alpha1.ArtifactSpec{ConfigMap: &v1alpha1.ConfigMapOutput{Name: "x"}}, written: true, wantWritten: true, wantNew: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj := &v1alpha1.Artifact{Spec: tt.spec, Status: v1alpha1.ArtifactStatus{Digest: tt.last.String()}}
+			ref := reference.Reference{Registry: "r.example", Repository: "app", Tag: "v1"}
+			resolved := ref
+			resolved.Digest = d2
+			s := &syncState{obj: obj, out: &syncOutcome{written: tt.written}, ref: ref, resolved: resolved,
+				desc: ocispec.Descriptor{Digest: d2}, artifactType: "t", total: 10,
+				layers: []ocispec.Descriptor{titledLayer("a.yaml", "text/yaml", 10)}}
+			if err := recordStep(t.Context(), s); err != nil {
+				t.Fatal(err)
+			}
+			if s.out.written != tt.wantWritten || s.out.newDigest != tt.wantNew {
+				t.Errorf("written %v, newDigest %v; want %v, %v", s.out.written, s.out.newDigest, tt.wantWritten, tt.wantNew)
+			}
+			st := obj.Status
+			if st.Digest != d2.String() || st.Tag != "v1" || st.ResolvedReference != resolved.String() || st.Size != 10 || st.LastSyncTime == nil {
+				t.Errorf("status %+v does not record %s", st, resolved)
+			}
+			if len(st.Files) != 1 || st.Files[0].Name != "a.yaml" || st.Files[0].Digest != digest.FromString("a.yaml").String() {
+				t.Errorf("files %+v, want a.yaml", st.Files)
+			}
+		})
+	}
+}
