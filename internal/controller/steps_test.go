@@ -18,7 +18,7 @@ func TestStepsOrder(t *testing.T) {
 	for _, s := range (&ArtifactReconciler{}).steps() {
 		got = append(got, s.name)
 	}
-	want := "resolve verify fetch publish record"
+	want := "resolve verify fetch publish record rollout"
 	if strings.Join(got, " ") != want {
 		t.Errorf("steps = %v, want %s: nothing may be published before it is verified, nor recorded before it is published", got, want)
 	}
