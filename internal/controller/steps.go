@@ -56,8 +56,8 @@ type syncState struct {
 	layers       []ocispec.Descriptor
 	total        int64 // bytes of the layers
 
-	// upToDate: the output holds the digest as it was written; the steps
-	// after fetch have nothing to do.
+	// upToDate: the output holds the digest as it was written; of the
+	// steps after fetch only those marked upToDate (rollout) run.
 	upToDate bool
 }
 
