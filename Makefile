@@ -216,7 +216,7 @@ image: ## Write the manager image (IMAGE_PLATFORMS) as an OCI image layout into 
 		-ca-certificates "$(LOCALBIN)/ca-certificates-$(CA_CERTIFICATES_VERSION)" -platforms "$(IMAGE_PLATFORMS)"
 
 .PHONY: build-installer
-build-installer: ## Write dist/install.yaml: CRDs, RBAC and the manager Deployment, with image IMG (and INSTALL_COMPONENTS, e.g. push-receiver).
+build-installer: ## Write dist/install.yaml: CRDs, RBAC and the manager Deployment, with image IMG (and INSTALL_COMPONENTS, e.g. push-receiver or no-rollout).
 	KUBECTL="$(KUBECTL)" COMPONENTS="$(INSTALL_COMPONENTS)" hack/build-installer.sh "$(IMG)" dist/install.yaml
 
 ##@ Test cluster

@@ -6,7 +6,8 @@
 #   hack/build-installer.sh IMAGE OUTPUT
 #
 # COMPONENTS (space- or comma-separated names of folders under
-# config/components, e.g. push-receiver) adds optional parts.
+# config/components, e.g. push-receiver or no-rollout) adds or removes optional
+# parts.
 #
 # kubebuilder's Makefile edits config/manager/kustomization.yaml with
 # `kustomize edit set image`; `kubectl kustomize` has no edit command, and

@@ -128,6 +128,62 @@ type ArtifactSpec struct {
 	// with reason VerificationFailed and is retried with backoff.
 	// +optional
 	Verify *VerifySpec `json:"verify,omitempty"`
+
+	// Rollout names workloads in the Artifact's namespace that read the
+	// published files at start-up and must restart when a new version is
+	// published. After a new digest is published (for the volume output:
+	// once it is live on the claim), the controller sets the annotation
+	// ocisync.io/digest-<artifact name> on each workload's Pod template
+	// to the digest, and the workload's own controller rolls its Pods
+	// with its usual strategy. Each workload is patched once per digest;
+	// a workload that does not exist yet is annotated when it is created.
+	// Condition RolloutTriggered reports the outcome.
+	// +optional
+	Rollout *RolloutSpec `json:"rollout,omitempty"`
+}
+
+// Kinds of workload that a rollout restarts: the values of WorkloadRef kind.
+const (
+	// WorkloadKindDeployment is an apps/v1 Deployment: a new ReplicaSet
+	// replaces the old Pods as its strategy says.
+	WorkloadKindDeployment = "Deployment"
+	// WorkloadKindStatefulSet is an apps/v1 StatefulSet: its Pods are
+	// replaced one at a time, highest ordinal first (RollingUpdate), or
+	// when deleted (OnDelete).
+	WorkloadKindStatefulSet = "StatefulSet"
+	// WorkloadKindDaemonSet is an apps/v1 DaemonSet: its Pods are
+	// replaced node by node as its updateStrategy says.
+	WorkloadKindDaemonSet = "DaemonSet"
+)
+
+// RolloutSpec lists the workloads to restart on a new version.
+type RolloutSpec struct {
+	// Workloads to annotate with each new digest, by kind and name, in the
+	// Artifact's namespace (a workload of another namespace is never
+	// touched).
+	// +required
+	// +listType=map
+	// +listMapKey=kind
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Workloads []WorkloadRef `json:"workloads"`
+}
+
+// WorkloadRef names a Deployment, StatefulSet or DaemonSet (apps/v1) in
+// the Artifact's namespace.
+type WorkloadRef struct {
+	// Kind of the workload: Deployment, StatefulSet or DaemonSet.
+	// +required
+	// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+	Kind string `json:"kind"`
+
+	// Name of the workload, in the Artifact's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
 }
 
 // Signature providers of spec.verify.
@@ -331,6 +387,28 @@ type ArtifactStatus struct {
 	// sync requested by a new value has run once this field equals it.
 	// +optional
 	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+
+	// Rollout says, for each workload of spec.rollout that exists, which
+	// digest its Pod template was last annotated with. A workload
+	// re-created under the same name (another uid) is annotated again.
+	// +optional
+	// +listType=map
+	// +listMapKey=kind
+	// +listMapKey=name
+	Rollout []WorkloadRolloutStatus `json:"rollout,omitempty"`
+}
+
+// WorkloadRolloutStatus is the digest a workload was last annotated with.
+type WorkloadRolloutStatus struct {
+	// Kind of the workload: Deployment, StatefulSet or DaemonSet.
+	Kind string `json:"kind"`
+	// Name of the workload, in the Artifact's namespace.
+	Name string `json:"name"`
+	// UID of the workload that was annotated.
+	// +optional
+	UID string `json:"uid,omitempty"`
+	// Digest its Pod template's annotation holds.
+	Digest string `json:"digest"`
 }
 
 // AnnotationReconcileRequestedAt is an annotation that, set on an

@@ -15,6 +15,12 @@ const (
 	// signature, naming the key or identity; False with the reason it did
 	// not verify.
 	ConditionSourceVerified = "SourceVerified"
+	// ConditionRolloutTriggered is present when spec.rollout is set: True
+	// when every workload it names has its Pod template annotated with the
+	// published digest; False, with reason RolloutFailed,
+	// WorkloadNotFound or RolloutDisabled, naming the workloads that are
+	// not. It never changes Ready: the output is published either way.
+	ConditionRolloutTriggered = "RolloutTriggered"
 )
 
 // Condition reasons: a fixed set that other controllers can rely on.
@@ -58,6 +64,16 @@ const (
 	// ReasonSyncJobFailed: the Job that syncs a volume failed; the
 	// message holds the Job's failure reason and the tail of its log.
 	ReasonSyncJobFailed = "SyncJobFailed"
+	// ReasonRolloutFailed: patching a workload of spec.rollout failed;
+	// it is retried with backoff.
+	ReasonRolloutFailed = "RolloutFailed"
+	// ReasonWorkloadNotFound: a workload of spec.rollout does not exist
+	// (yet) in the Artifact's namespace; it is annotated when it is
+	// created.
+	ReasonWorkloadNotFound = "WorkloadNotFound"
+	// ReasonRolloutDisabled: spec.rollout is set but the manager runs with
+	// --rollout=false (the no-rollout install component).
+	ReasonRolloutDisabled = "RolloutDisabled"
 )
 
 // Well-known labels and annotations on published objects.
@@ -66,4 +82,8 @@ const (
 	LabelArtifactName = "ocisync.io/artifact"
 	// AnnotationDigest is set on outputs to the manifest digest they hold.
 	AnnotationDigest = "ocisync.io/digest"
+	// AnnotationRolloutPrefix starts the Pod template annotation that
+	// spec.rollout sets on workloads: ocisync.io/digest-<artifact name>,
+	// the name shortened with a hash when it would make the key too long.
+	AnnotationRolloutPrefix = "ocisync.io/digest-"
 )

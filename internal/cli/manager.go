@@ -59,6 +59,7 @@ type managerOptions struct {
 	webhookTokenFile        string
 	webhookToken            string // read from webhookTokenFile at start
 	webhookCertDir          string
+	rollout                 bool
 	zap                     zap.Options
 }
 
@@ -95,6 +96,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"file holding the token registries must send (Authorization: Bearer TOKEN, or the provider's own way); whitespace around it is trimmed; required with --webhook-bind-address")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "",
 		"folder holding tls.crt and tls.key (as a kubernetes.io/tls Secret mounts them) for the push receiver to serve HTTPS, reloaded when they change; empty: plain HTTP, for a receiver behind an Ingress that terminates TLS")
+	fs.BoolVar(&o.rollout, "rollout", true,
+		"annotate the Pod templates of the Deployments, StatefulSets and DaemonSets that Artifacts name in spec.rollout with each new digest, so that they restart; this watches those kinds as metadata and needs get, list, watch and patch on them. false leaves every workload alone (the no-rollout install component)")
 	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"comma-separated namespaces to reconcile Artifacts in and to cache anything of (e.g. team-a,team-b); empty: all namespaces")
 	// --kubeconfig, with controller-runtime's usual precedence: the flag,
@@ -368,6 +371,7 @@ func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Sc
 		BlobCache:  blobCache,
 		Scope:      scope,
 
+		DisableRollout:          !opts.rollout,
 		MaxConcurrentReconciles: opts.concurrent,
 		RegistryLimits:          &transport.Hosts{MaxInFlight: opts.registryMaxInFlight},
 	}

@@ -123,3 +123,17 @@ func TestManagerHelpExplainsScope(t *testing.T) {
 		}
 	}
 }
+
+// TestManagerHelpExplainsRollout: --rollout is on by default and says
+// what turning it off (the no-rollout component) leaves alone.
+func TestManagerHelpExplainsRollout(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Run([]string{"manager", "-h"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d, stderr %q", code, stderr.String())
+	}
+	for _, want := range []string{"-rollout", "spec.rollout", "(default true)", "no-rollout"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("ocisync manager -h does not mention %q:\n%s", want, stdout.String())
+		}
+	}
+}

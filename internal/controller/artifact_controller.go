@@ -70,6 +70,10 @@ type ArtifactReconciler struct {
 	// (CacheOptions): the outputs are labelled so that they stay in it.
 	// The zero Scope is the whole cluster.
 	Scope Scope
+	// DisableRollout turns spec.rollout off (the manager's --rollout=false):
+	// no workload is watched or patched, and Artifacts with spec.rollout
+	// report RolloutTriggered False with reason RolloutDisabled.
+	DisableRollout bool
 
 	clients httpClients
 
@@ -198,6 +202,11 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	if out.newDigest {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Published", "Publish", "published %s", obj.Status.ResolvedReference)
 	}
+	if out.rolloutErr != nil {
+		// The output is published and Ready says so; the workloads not
+		// annotated (RolloutTriggered False) are retried with backoff.
+		return ctrl.Result{}, out.rolloutErr
+	}
 	return ctrl.Result{RequeueAfter: jittered(interval(obj), rand.Float64())}, nil
 }
 
@@ -216,6 +225,9 @@ type syncOutcome struct {
 	bytes int64
 	// step is the name of the step that failed, if one did.
 	step string
+	// rolloutErr is why a workload of spec.rollout could not be
+	// annotated; it does not fail the sync.
+	rolloutErr error
 }
 
 // observeSync writes the sync's log line and metrics. The line carries
@@ -241,6 +253,9 @@ func observeSync(ctx context.Context, obj *v1alpha1.Artifact, out *syncOutcome, 
 	}
 	if err != nil {
 		kv = append(kv, "step", out.step, "error", err.Error())
+	}
+	if out.rolloutErr != nil {
+		kv = append(kv, "rolloutError", out.rolloutErr.Error())
 	}
 	ctrl.LoggerFrom(ctx).Info("sync", kv...)
 }

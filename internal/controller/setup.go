@@ -33,6 +33,7 @@ import (
 	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci/auth"
 	"github.com/ocisync/ocisync/internal/oci/transport"
+	"github.com/ocisync/ocisync/internal/rollout"
 )
 
 // Field indexes on Artifacts, so that a Secret or ServiceAccount event
@@ -54,8 +55,9 @@ const DefaultConcurrentReconciles = 10
 // CacheOptions limits what the manager caches to what the reconciler
 // reads, so that its memory follows the Artifacts rather than the cluster:
 // of all Jobs and ConfigMaps, only those ocisync made (labelled with
-// v1alpha1.LabelArtifactName); Secrets, ServiceAccounts and claims as
-// metadata only (SetupWithManager), trimmed to what their watches use.
+// v1alpha1.LabelArtifactName); Secrets, ServiceAccounts, claims and the
+// apps workloads spec.rollout may name as metadata only
+// (SetupWithManager), trimmed to what their watches use.
 // A read of a kind the manager does not watch fails rather than starting
 // a cluster-wide informer unnoticed.
 //
@@ -203,6 +205,9 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexRepository, repositoryOf); err != nil {
 		return fmt.Errorf("indexing Artifacts by repository: %w", err)
 	}
+	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexRolloutWorkloads, rolloutWorkloadsOf); err != nil {
+		return fmt.Errorf("indexing Artifacts by the workloads of spec.rollout: %w", err)
+	}
 	r.pushEvents = make(chan event.TypedGenericEvent[*v1alpha1.Artifact], pushQueueSize)
 	r.verified = newVerifiedCache()
 	r.informers = mgr.GetCache()
@@ -212,7 +217,19 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// Secrets, ServiceAccounts and claims are watched as metadata only:
 	// an event needs nothing more to find its Artifacts, and the cache
 	// then holds no Secret content.
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if !r.DisableRollout {
+		// The workloads of spec.rollout, as metadata: a creation (or a
+		// re-creation, a new uid) brings the Artifacts that name it, so
+		// that it gets the digest; their own updates, such as the
+		// status writes of every rollout in the cluster, are let through
+		// only when the uid changed.
+		for _, kind := range rollout.Kinds() {
+			b = b.Watches(rollout.Metadata(kind), handler.EnqueueRequestsFromMapFunc(r.artifactsForWorkload(kind)),
+				builder.OnlyMetadata, builder.WithPredicates(workloadReplaced))
+		}
+	}
+	return b.
 		For(&v1alpha1.Artifact{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.ConfigMap{}, builder.WithPredicates(outputDrift)).
 		// A sync Job's progress drives its Artifact's status.
@@ -263,6 +280,22 @@ var jobProgress = predicate.Funcs{
 		cur, okNew := e.ObjectNew.(*batchv1.Job)
 		return !okOld || !okNew || jobFinished(old) != jobFinished(cur) || !cur.DeletionTimestamp.IsZero()
 	},
+}
+
+// workloadReplaced lets through the workload events that can leave a
+// workload without its digest: creations, deletions, and updates that
+// show another object under the name (a re-creation the watch saw only
+// once relisted).
+var workloadReplaced = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool { return e.ObjectOld.GetUID() != e.ObjectNew.GetUID() },
+}
+
+// artifactsForWorkload maps an event of a workload of kind to the
+// Artifacts of its namespace that name it in spec.rollout.
+func (r *ArtifactReconciler) artifactsForWorkload(kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.artifactsBy(ctx, o.GetNamespace(), indexRolloutWorkloads, rollout.IndexKey(kind, o.GetName()))
+	}
 }
 
 // secretNamesOf lists the Secrets an Artifact names directly.

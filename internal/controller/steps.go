@@ -18,6 +18,8 @@ import (
 //	         up to date (fetch.go)
 //	publish  the layers to the output (publish.go)
 //	record   what was published in the status (record.go)
+//	rollout  annotate the workloads of spec.rollout with the digest
+//	         published, also when the output was up to date (rollout.go)
 //
 // A step returns a *syncError (errors.go) whose kind decides between
 // retry with backoff and Stalled, or a *pendingError while a sync Job
@@ -26,6 +28,10 @@ import (
 type syncStep struct {
 	name string
 	run  func(context.Context, *syncState) error
+	// upToDate: the step runs also when the output was found up to date,
+	// which skips the steps that write it. Such a step acts on what the
+	// output holds (status.digest), not on what this sync fetched.
+	upToDate bool
 }
 
 // syncState is what the steps of one sync share: each reads what the
@@ -50,36 +56,41 @@ type syncState struct {
 	layers       []ocispec.Descriptor
 	total        int64 // bytes of the layers
 
-	// upToDate: the output holds the digest as it was written; the steps
-	// after fetch have nothing to do.
+	// upToDate: the output holds the digest as it was written; of the
+	// steps after fetch only those marked upToDate (rollout) run.
 	upToDate bool
 }
 
 // steps returns the sync's steps in order.
 func (r *ArtifactReconciler) steps() []syncStep {
 	return []syncStep{
-		{"resolve", r.resolveStep},
-		{"verify", r.verifyStep},
-		{"fetch", r.fetchStep},
-		{"publish", r.publishStep},
-		{"record", recordStep},
+		{"resolve", r.resolveStep, false},
+		{"verify", r.verifyStep, false},
+		{"fetch", r.fetchStep, false},
+		{"publish", r.publishStep, false},
+		{"record", recordStep, false},
+		{"rollout", r.rolloutStep, true},
 	}
 }
 
 // syncSteps runs the steps within spec.timeout, stopping at the first
-// error or once the output is found up to date; out.step names the step
-// that failed.
+// error; once the output is found up to date only the steps marked
+// upToDate run. out.step names the step that failed.
 func (r *ArtifactReconciler) syncSteps(ctx context.Context, obj *v1alpha1.Artifact, force bool, out *syncOutcome) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout(obj))
 	defer cancel()
-	s := &syncState{obj: obj, force: force, out: out}
-	for _, step := range r.steps() {
-		if err := step.run(ctx, s); err != nil {
-			out.step = step.name
-			return err
+	return runSteps(ctx, &syncState{obj: obj, force: force, out: out}, r.steps())
+}
+
+// runSteps runs steps in order on s (see syncSteps).
+func runSteps(ctx context.Context, s *syncState, steps []syncStep) error {
+	for _, step := range steps {
+		if s.upToDate && !step.upToDate {
+			continue
 		}
-		if s.upToDate {
-			return nil
+		if err := step.run(ctx, s); err != nil {
+			s.out.step = step.name
+			return err
 		}
 	}
 	return nil

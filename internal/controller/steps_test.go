@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -18,9 +20,56 @@ func TestStepsOrder(t *testing.T) {
 	for _, s := range (&ArtifactReconciler{}).steps() {
 		got = append(got, s.name)
 	}
-	want := "resolve verify fetch publish record"
+	want := "resolve verify fetch publish record rollout"
 	if strings.Join(got, " ") != want {
 		t.Errorf("steps = %v, want %s: nothing may be published before it is verified, nor recorded before it is published", got, want)
+	}
+}
+
+// TestRunStepsUpToDate: once a step finds the output up to date, only the
+// steps that act on what it holds (rollout) run; an error ends the sync
+// and names its step.
+func TestRunStepsUpToDate(t *testing.T) {
+	var ran []string
+	step := func(name string, upToDate bool, run func(*syncState) error) syncStep {
+		return syncStep{name: name, upToDate: upToDate, run: func(_ context.Context, s *syncState) error {
+			ran = append(ran, name)
+			return run(s)
+		}}
+	}
+	ok := func(*syncState) error { return nil }
+	steps := func(fetch func(*syncState) error, notify func(*syncState) error) []syncStep {
+		return []syncStep{
+			step("resolve", false, ok),
+			step("fetch", false, fetch),
+			step("publish", false, ok),
+			step("record", false, ok),
+			step("rollout", true, notify),
+		}
+	}
+	tests := []struct {
+		name     string
+		fetch    func(*syncState) error
+		notify   func(*syncState) error
+		want     string
+		wantStep string
+	}{
+		{name: "new digest", fetch: ok, notify: ok, want: "resolve fetch publish record rollout"},
+		{name: "up to date", fetch: func(s *syncState) error { s.upToDate = true; return nil }, notify: ok, want: "resolve fetch rollout"},
+		{name: "fetch fails", fetch: func(*syncState) error { return errors.New("boom") }, notify: ok, want: "resolve fetch", wantStep: "fetch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ran = nil
+			s := &syncState{obj: &v1alpha1.Artifact{}, out: &syncOutcome{}}
+			err := runSteps(t.Context(), s, steps(tt.fetch, tt.notify))
+			if got := strings.Join(ran, " "); got != tt.want {
+				t.Errorf("ran %q, want %q", got, tt.want)
+			}
+			if (err != nil) != (tt.wantStep != "") || s.out.step != tt.wantStep {
+				t.Errorf("err %v, step %q; want step %q", err, s.out.step, tt.wantStep)
+			}
+		})
 	}
 }
 

@@ -43,20 +43,22 @@ func kubectl(t *testing.T) string {
 	return p
 }
 
-// buildInstaller runs `make build-installer IMG=img` on a copy of the
-// Makefile, hack/ and config/, so that it writes nothing into the
-// repository, and returns the dist/install.yaml it wrote.
-func buildInstaller(t *testing.T, img string) string {
+// buildInstaller runs `make build-installer IMG=img
+// INSTALL_COMPONENTS=components` on a copy of the Makefile, hack/ and
+// config/, so that it writes nothing into the repository, and returns the
+// dist/install.yaml it wrote.
+func buildInstaller(t *testing.T, img string, components ...string) string {
 	t.Helper()
 	root := repoRoot(t)
 	dir := filepath.Join(t.TempDir(), "repo")
 	for _, p := range []string{"Makefile", "hack", "config"} {
 		copyTree(t, filepath.Join(root, p), filepath.Join(dir, p))
 	}
-	cmd := exec.Command("make", "-s", "build-installer", "IMG="+img, "KUBECTL="+kubectl(t))
+	comps := strings.Join(components, " ")
+	cmd := exec.Command("make", "-s", "build-installer", "IMG="+img, "KUBECTL="+kubectl(t), "INSTALL_COMPONENTS="+comps)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make build-installer IMG=%s: %v\n%s", img, err, out)
+		t.Fatalf("make build-installer IMG=%s INSTALL_COMPONENTS=%q: %v\n%s", img, comps, err, out)
 	}
 	return filepath.Join(dir, "dist", "install.yaml")
 }

@@ -313,6 +313,17 @@ func runWithBundleRBAC(t *testing.T, cp *controlplane.ControlPlane, k8s client.C
 			ObjectMeta:       metav1.ObjectMeta{Namespace: ns, Name: "puller"},
 			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "registry-credentials"}},
 		},
+		// The workload the ConfigMap's Artifact restarts (spec.rollout).
+		&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "app"}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "app"}},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1"}}},
+				},
+			},
+		},
 		&corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "files"},
 			Spec: corev1.PersistentVolumeClaimSpec{
@@ -367,6 +378,7 @@ func runWithBundleRBAC(t *testing.T, cp *controlplane.ControlPlane, k8s client.C
 			PlainHTTP:   true,
 			PullSecrets: []corev1.LocalObjectReference{{Name: "registry-credentials"}},
 			ConfigMap:   &ocisyncv1alpha1.ConfigMapOutput{Name: "app-config"},
+			Rollout:     &ocisyncv1alpha1.RolloutSpec{Workloads: []ocisyncv1alpha1.WorkloadRef{{Kind: "Deployment", Name: "app"}}},
 		},
 	}
 	toVolume := &ocisyncv1alpha1.Artifact{
@@ -394,6 +406,34 @@ func runWithBundleRBAC(t *testing.T, cp *controlplane.ControlPlane, k8s client.C
 		}
 		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app-config"}, &corev1.ConfigMap{})
 	})
+	// The Deployment of spec.rollout gets the digest, unless the bundle
+	// turned rollouts off (the no-rollout component): then the Artifact
+	// says so, and the manager must not have asked for workloads at all
+	// (the check for "forbidden" below).
+	if v, _ := flagValue(managerArgv(b.manager), "rollout"); v == "false" {
+		waitFor(t, "Artifact app-config reports RolloutDisabled", waitTimeout, func() error {
+			a := &ocisyncv1alpha1.Artifact{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(toConfigMap), a); err != nil {
+				return err
+			}
+			c := apimeta.FindStatusCondition(a.Status.Conditions, ocisyncv1alpha1.ConditionRolloutTriggered)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ocisyncv1alpha1.ReasonRolloutDisabled {
+				return fmt.Errorf("RolloutTriggered %+v\n%s", c, mgr.log())
+			}
+			return nil
+		})
+	} else {
+		waitFor(t, "Deployment app is annotated with the digest", waitTimeout, func() error {
+			d := &appsv1.Deployment{}
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, d); err != nil {
+				return err
+			}
+			if got := d.Spec.Template.Annotations[ocisyncv1alpha1.AnnotationRolloutPrefix+toConfigMap.Name]; got != digest {
+				return fmt.Errorf("template annotations %v\n%s", d.Spec.Template.Annotations, mgr.log())
+			}
+			return nil
+		})
+	}
 	// What the README and docs tell users to run, with a user's kubectl.
 	kubectlAs := func(args ...string) string {
 		t.Helper()
