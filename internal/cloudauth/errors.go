@@ -80,20 +80,24 @@ func isNetwork(err error) bool {
 		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host")
 }
 
-// scrub keeps err's message but drops anything after a query string, so
-// that a URL with a token in it (none of the SDKs put one there, but a
-// redirect could) does not reach a log.
+// scrub keeps err's message on one line, and drops anything after a
+// query string, so that a URL with a token in it (none of the SDKs put
+// one there, but a redirect could) does not reach a log or a condition.
 func scrub(err error) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, "?") {
+	if !strings.ContainsAny(msg, "?\n") {
 		return err
 	}
 	var b strings.Builder
-	for i, f := range strings.Fields(msg) {
-		if i > 0 {
+	for _, f := range strings.Fields(msg) {
+		// azidentity's multi-line report: keep one line, no rulers.
+		if strings.Trim(f, "-") == "" {
+			continue
+		}
+		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
 		if strings.Contains(f, "://") {

@@ -147,6 +147,7 @@ type endpoint struct {
 	tls     bool
 	srv     *httptest.Server
 	addr    string
+	url     string
 	hits    atomic.Int64
 }
 
@@ -182,10 +183,11 @@ func (e *endpoint) start(addr string) {
 		e.srv.Start()
 	}
 	e.addr = l.Addr().String()
+	e.url = e.srv.URL
 }
 
 // URL is the endpoint's base URL.
-func (e *endpoint) URL() string { return e.srv.URL }
+func (e *endpoint) URL() string { return e.url }
 
 func (e *endpoint) down() {
 	if e.srv != nil {
