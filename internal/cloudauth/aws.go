@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -179,12 +178,12 @@ func (r tokenRetriever) GetIdentityToken() ([]byte, error) {
 	return []byte(tok), nil
 }
 
-var sessionChars = regexp.MustCompile(`[^\w+=,.@-]`)
+var sessionChars = lazyRegexp(`[^\w+=,.@-]`)
 
 // sessionName is the role session name CloudTrail shows: the
 // ServiceAccount, within STS's 64 characters.
 func sessionName(id *Identity) string {
-	s := sessionChars.ReplaceAllString("ocisync@"+id.Namespace+"."+id.Name, "-")
+	s := sessionChars().ReplaceAllString("ocisync@"+id.Namespace+"."+id.Name, "-")
 	if len(s) > 64 {
 		s = s[:64]
 	}

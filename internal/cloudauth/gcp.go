@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,7 +149,7 @@ func (t subjectToken) SubjectToken(ctx context.Context, _ externalaccount.Suppli
 	return tok, nil
 }
 
-var googleStatus = regexp.MustCompile(`status code ([0-9]{3})`)
+var googleStatus = lazyRegexp(`status code ([0-9]{3})`)
 
 // gcpError classifies an error of the Google libraries: a metadata
 // server error by its code, an STS or IAM Credentials error by the status
@@ -165,7 +164,7 @@ func gcpError(host, step string, err error) error {
 	case errors.As(err, &re) && re.Response != nil:
 		status = re.Response.StatusCode
 	default:
-		if m := googleStatus.FindStringSubmatch(err.Error()); m != nil {
+		if m := googleStatus().FindStringSubmatch(err.Error()); m != nil {
 			status, _ = strconv.Atoi(m[1])
 		}
 	}

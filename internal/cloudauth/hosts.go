@@ -5,6 +5,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Provider names where an Artifact's registry credentials come from.
@@ -35,7 +36,7 @@ func ParseProvider(s string) (Provider, error) {
 // credential helper does: <account>.dkr.ecr[-fips].<region>.<partition
 // suffix>, the dual-stack form <account>.dkr-ecr[-fips].<region>.on.aws,
 // and the partitions of China and the ISO regions.
-var ecrHost = regexp.MustCompile(`^([0-9]{12})\.dkr[.-]ecr(-fips)?\.([a-z0-9][a-z0-9-]*)\.(amazonaws\.com|amazonaws\.com\.cn|on\.aws|on\.amazonwebservices\.com\.cn|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$`)
+var ecrHost = lazyRegexp(`^([0-9]{12})\.dkr[.-]ecr(-fips)?\.([a-z0-9][a-z0-9-]*)\.(amazonaws\.com|amazonaws\.com\.cn|on\.aws|on\.amazonwebservices\.com\.cn|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$`)
 
 // ecrPublicHost is ECR Public's only registry host. Its credentials come
 // from us-east-1.
@@ -43,7 +44,7 @@ const ecrPublicHost = "public.ecr.aws"
 
 // garHost matches Artifact Registry (<location>-docker.pkg.dev) and
 // Container Registry (gcr.io and its regional hosts such as eu.gcr.io).
-var garHost = regexp.MustCompile(`^([a-z0-9][a-z0-9-]*-docker\.pkg\.dev|gcr\.io|[a-z0-9][a-z0-9-]*\.gcr\.io)$`)
+var garHost = lazyRegexp(`^([a-z0-9][a-z0-9-]*-docker\.pkg\.dev|gcr\.io|[a-z0-9][a-z0-9-]*\.gcr\.io)$`)
 
 // acrSuffixes are the login-server suffixes of Azure Container Registry in
 // the clouds that exist today: public, China (21Vianet) and US Government.
@@ -52,7 +53,7 @@ var acrSuffixes = []string{".azurecr.io", ".azurecr.cn", ".azurecr.us"}
 
 // acrName is one DNS label: the registry name, with the optional
 // domain-name-label hash after a hyphen (myregistry-abc123).
-var acrName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+var acrName = lazyRegexp(`^[a-z0-9][a-z0-9-]*$`)
 
 // ECRRegistry is what an ECR host says about the registry.
 type ECRRegistry struct {
@@ -60,6 +61,12 @@ type ECRRegistry struct {
 	Account string // 12 digits; empty for ECR Public
 	Region  string
 	FIPS    bool
+}
+
+// lazyRegexp compiles expr on first use: the manager pays nothing at
+// start for a provider it does not use.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }
 
 // CheckHost tells whether provider p may send its credentials to the
@@ -80,7 +87,7 @@ func CheckHost(p Provider, host string) error {
 			return err
 		}
 		if p == GCP {
-			if !garHost.MatchString(name) {
+			if !garHost().MatchString(name) {
 				return hostError(p, host, "is not a Google Artifact Registry (<location>-docker.pkg.dev) or Container Registry (gcr.io, <region>.gcr.io) host")
 			}
 			return nil
@@ -103,7 +110,7 @@ func ParseECRHost(host string) (ECRRegistry, error) {
 	if name == ecrPublicHost {
 		return ECRRegistry{Public: true, Region: "us-east-1"}, nil
 	}
-	m := ecrHost.FindStringSubmatch(name)
+	m := ecrHost().FindStringSubmatch(name)
 	if m == nil {
 		return ECRRegistry{}, hostError(AWS, host, "is not an Amazon ECR host (<account>.dkr.ecr.<region>.amazonaws.com, its FIPS, dual-stack and China forms, or public.ecr.aws)")
 	}
@@ -113,7 +120,7 @@ func ParseECRHost(host string) (ECRRegistry, error) {
 // acrSuffix returns the cloud suffix of an ACR login server.
 func acrSuffix(name string) (string, bool) {
 	for _, s := range acrSuffixes {
-		if label, ok := strings.CutSuffix(name, s); ok && acrName.MatchString(label) {
+		if label, ok := strings.CutSuffix(name, s); ok && acrName().MatchString(label) {
 			return s, true
 		}
 	}

@@ -42,7 +42,7 @@ func TestCheckHost(t *testing.T) {
 	refused := map[Provider][]string{
 		AWS: {
 			"",
-			"12345678901.dkr.ecr.us-west-2.amazonaws.com",   // 11 digits
+			"12345678901.dkr.ecr.us-west-2.amazonaws.com", // 11 digits
 			"123456789012.dkr.ecr.us-west-2.amazonaws.com.evil.com",
 			"123456789012.dkr.ecr.us-west-2.amazonaws.com:5000",
 			"evil.com/123456789012.dkr.ecr.us-west-2.amazonaws.com",
@@ -189,8 +189,10 @@ func TestCacheRenewsBeforeExpiry(t *testing.T) {
 		}
 		return cred.Password
 	}
-	if get() != "1" || get() != "1" {
-		t.Fatal("second get did not use the cached credential")
+	for range 2 {
+		if get() != "1" {
+			t.Fatal("a later get did not use the cached credential")
+		}
 	}
 	clock.Add(11*time.Hour + 29*time.Minute) // before expiry - 30 min
 	if got := get(); got != "1" {

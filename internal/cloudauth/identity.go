@@ -3,7 +3,6 @@ package cloudauth
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -58,9 +57,9 @@ type Identity struct {
 }
 
 var (
-	roleARN   = regexp.MustCompile(`^arn:aws(-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f|-eusc)?:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
-	azureID   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	gcpSAName = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-.:]+\.iam\.gserviceaccount\.com$`)
+	roleARN   = lazyRegexp(`^arn:aws(-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f|-eusc)?:iam::[0-9]{12}:role/[\w+=,.@/-]+$`)
+	azureID   = lazyRegexp(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	gcpSAName = lazyRegexp(`^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-.:]+\.iam\.gserviceaccount\.com$`)
 )
 
 // NewIdentity reads the cloud identity of ServiceAccount namespace/name
@@ -87,7 +86,7 @@ func NewIdentity(p Provider, namespace, name string, annotations map[string]stri
 	case AWS:
 		if v, ok := annotations[AnnotationAWSRoleARN]; ok {
 			v = strings.TrimSpace(v)
-			if !roleARN.MatchString(v) {
+			if len(v) > 2048 || !roleARN().MatchString(v) {
 				return refuse("annotation %s is %q, not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", AnnotationAWSRoleARN, v)
 			}
 			id.roleARN = v
@@ -97,13 +96,13 @@ func NewIdentity(p Provider, namespace, name string, annotations map[string]stri
 		if v == "" {
 			return refuse("annotation %s is missing; Azure Workload Identity needs the client ID of the identity federated with this ServiceAccount", AnnotationAzureClientID)
 		}
-		if !azureID.MatchString(v) {
+		if !azureID().MatchString(v) {
 			return refuse("annotation %s is %q, not a client ID (a GUID)", AnnotationAzureClientID, v)
 		}
 		id.clientID = v
 		if t, ok := annotations[AnnotationAzureTenantID]; ok {
 			t = strings.TrimSpace(t)
-			if !azureID.MatchString(t) {
+			if !azureID().MatchString(t) {
 				return refuse("annotation %s is %q, not a tenant ID (a GUID)", AnnotationAzureTenantID, t)
 			}
 			id.tenantID = t
@@ -111,7 +110,7 @@ func NewIdentity(p Provider, namespace, name string, annotations map[string]stri
 	case GCP:
 		if v, ok := annotations[AnnotationGCPServiceAccount]; ok {
 			v = strings.TrimSpace(v)
-			if !gcpSAName.MatchString(v) {
+			if !gcpSAName().MatchString(v) {
 				return refuse("annotation %s is %q, not an IAM service account email (<name>@<project>.iam.gserviceaccount.com)", AnnotationGCPServiceAccount, v)
 			}
 			id.gcpServiceAccount = v
