@@ -27,9 +27,10 @@ COPY . .
 
 # GOARCH has no default, so the binary is built for the platform of the
 # host running the build; with BuildKit, --platform sets TARGETOS/TARGETARCH
-# (e.g. docker buildx build --platform linux/arm64).
+# (e.g. docker buildx build --platform linux/arm64). -tags grpcnotrace as
+# the Makefile's GOTAGS, which says why.
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X github.com/ocisync/ocisync/internal/cli.Version=${VERSION}" -o ocisync .
+    go build -trimpath -tags grpcnotrace -ldflags "-s -w -X github.com/ocisync/ocisync/internal/cli.Version=${VERSION}" -o ocisync .
 
 # No base image: the binary is static and needs only /rootfs of the builder
 # and passwd and group, the files make image writes without Docker.

@@ -7,6 +7,12 @@ IMG ?= ocisync:latest
 # Version stamped into the binary (ocisync version).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS ?= -X github.com/ocisync/ocisync/internal/cli.Version=$(VERSION)
+# Build tags of the binary, as in the Dockerfile. grpcnotrace: gRPC-Go,
+# linked for the Rekor protobuf types sigstore-go verifies with (ocisync
+# makes no gRPC call), then does not link golang.org/x/net/trace, whose
+# html/template handlers turn off the linker's removal of unused methods
+# in the whole binary: 18 MB less binary, about 9 MiB less manager RSS.
+GOTAGS ?= grpcnotrace
 
 # Extra flags for go test, e.g. make test GOTEST_FLAGS='-run TestPull -v'.
 GOTEST_FLAGS ?=
@@ -163,7 +169,7 @@ fuzz: test-tools build ## Run each Go fuzz target for FUZZTIME (default 30s).
 # the image ships, and test/install's build of the Dockerfile's RUN line
 # finds every package already compiled.
 build: ## Build the ocisync binary into bin/ocisync.
-	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o "$(LOCALBIN)/ocisync" .
+	CGO_ENABLED=0 go build -trimpath -tags "$(GOTAGS)" -ldflags "$(LDFLAGS)" -o "$(LOCALBIN)/ocisync" .
 
 .PHONY: run
 run: build ## Run the controller manager against the cluster of $KUBECONFIG or ~/.kube/config (flags in RUN_ARGS).
@@ -203,7 +209,7 @@ image: ## Write the manager image (IMAGE_PLATFORMS) as an OCI image layout into 
 	hack/ca-certificates.sh "$(CA_CERTIFICATES_VERSION)" "$(LOCALBIN)/ca-certificates-$(CA_CERTIFICATES_VERSION)"
 	@for p in $(IMAGE_PLATFORMS); do \
 		echo "building ocisync for $$p"; \
-		CGO_ENABLED=0 GOOS=$${p%%/*} GOARCH=$${p#*/} go build -trimpath -buildvcs=false -ldflags "-s -w $(LDFLAGS)" \
+		CGO_ENABLED=0 GOOS=$${p%%/*} GOARCH=$${p#*/} go build -trimpath -buildvcs=false -tags "$(GOTAGS)" -ldflags "-s -w $(LDFLAGS)" \
 			-o "$(LOCALBIN)/image-build/$${p%%/*}-$${p#*/}/ocisync" . ; \
 	done
 	go run ./hack/image -image "$(IMG)" -out "$(IMAGE_DIR)" -bin "$(LOCALBIN)/image-build" \
