@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -59,6 +60,7 @@ type managerOptions struct {
 	webhookTokenFile        string
 	webhookToken            string // read from webhookTokenFile at start
 	webhookCertDir          string
+	cloudSAIdentity         bool
 	zap                     zap.Options
 }
 
@@ -97,6 +99,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"folder holding tls.crt and tls.key (as a kubernetes.io/tls Secret mounts them) for the push receiver to serve HTTPS, reloaded when they change; empty: plain HTTP, for a receiver behind an Ingress that terminates TLS")
 	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"comma-separated namespaces to reconcile Artifacts in and to cache anything of (e.g. team-a,team-b); empty: all namespaces")
+	fs.BoolVar(&o.cloudSAIdentity, "cloud-service-account-identity", false,
+		"let an Artifact with a cloud provider (aws, gcp, azure) use its spec.serviceAccountName's cloud identity instead of the manager's: the manager requests short-lived tokens of those ServiceAccounts (it then needs serviceaccounts/token create, see config/components/cloud-service-account-identity); off, such Artifacts are Stalled")
 	// --kubeconfig, with controller-runtime's usual precedence: the flag,
 	// then $KUBECONFIG, then the in-cluster config, then ~/.kube/config.
 	config.RegisterFlags(fs)
@@ -282,6 +286,7 @@ func managerScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, batchv1.AddToScheme, coordinationv1.AddToScheme, eventsv1.AddToScheme,
+		authenticationv1.AddToScheme, // TokenRequest, for cloud identities of ServiceAccounts
 	} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("cannot register the Kubernetes built-in API types: %w", err)
@@ -367,6 +372,7 @@ func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Sc
 		SyncJobTTL: opts.syncJobTTL,
 		BlobCache:  blobCache,
 		Scope:      scope,
+		Cloud:      &controller.Cloud{ServiceAccountIdentity: opts.cloudSAIdentity},
 
 		MaxConcurrentReconciles: opts.concurrent,
 		RegistryLimits:          &transport.Hosts{MaxInFlight: opts.registryMaxInFlight},

@@ -70,8 +70,15 @@ type ArtifactReconciler struct {
 	// (CacheOptions): the outputs are labelled so that they stay in it.
 	// The zero Scope is the whole cluster.
 	Scope Scope
+	// Cloud gives the registry credentials of spec.provider aws, gcp and
+	// azure, shared by every Artifact; nil uses one with the defaults
+	// (the manager's identity only).
+	Cloud *Cloud
 
 	clients httpClients
+	// cloudOnce makes cloudDefault when Cloud is nil.
+	cloudOnce    sync.Once
+	cloudDefault *Cloud
 
 	// informers reads the manager's cache directly, for the metadata of
 	// Secrets, ServiceAccounts and claims: the client reads Secrets and
