@@ -217,7 +217,7 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		tokenFile := filepath.Join(dir, "token")
 		Expect(os.WriteFile(tokenFile, []byte(managerWebToken), 0o600)).To(Succeed())
 		// What EKS sets in a Pod with IRSA, and nothing of this machine.
-		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
+		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CA_BUNDLE"} {
 			os.Unsetenv(k)
 		}
 		setenv(map[string]string{
