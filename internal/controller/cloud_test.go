@@ -65,6 +65,7 @@ func (c *cloudClock) Add(d time.Duration) {
 type fakeAWS struct {
 	sts, ecr *httptest.Server
 	registry *registrytest.Registry
+	clock    *cloudClock // ECR's tokens expire 12 hours after its now
 
 	mu        sync.Mutex
 	keys      map[string]bool
@@ -141,7 +142,7 @@ func (f *fakeAWS) serveECR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pass := f.rotate()
-	exp := float64(time.Now().Add(12*time.Hour).UnixMilli()) / 1000
+	exp := float64(f.clock.Now().Add(12*time.Hour).UnixMilli()) / 1000
 	fmt.Fprintf(w, `{"authorizationData":[{"authorizationToken":%q,"expiresAt":%f,"proxyEndpoint":"https://%s"}]}`,
 		base64.StdEncoding.EncodeToString([]byte("AWS:"+pass)), exp, ecrHost)
 }
@@ -208,7 +209,7 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 			Auth: registrytest.AuthToken, TLS: true,
 			Users: []registrytest.User{{Name: "AWS", Password: "not-handed-out-yet"}},
 		})
-		f = &fakeAWS{registry: registry, keys: map[string]bool{}, roles: map[string]string{}}
+		f = &fakeAWS{registry: registry, clock: clock, keys: map[string]bool{}, roles: map[string]string{}}
 		f.sts = httptest.NewServer(http.HandlerFunc(f.serveSTS))
 		f.ecr = httptest.NewServer(http.HandlerFunc(f.serveECR))
 		DeferCleanup(f.sts.Close)
@@ -245,6 +246,7 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		})
 		repo = "team/cloud"
 		desc, m = pushArtifact(pusher, registry.Host, repo, "v1", testArtifactType, textLayer("cloud.txt", "from ECR\n"))
+		pushArtifact(pusher, registry.Host, repo+"2", "v1", testArtifactType, textLayer("cloud.txt", "from ECR\n"))
 	})
 
 	BeforeEach(func() {
@@ -295,12 +297,25 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		Expect(readyMessage(getArtifact(ns))).NotTo(BeEmpty())
 
 		By("recovering within one sync from a token the registry refuses")
-		f.rotate() // the manager's token is no longer accepted
+		// The manager's ECR token is no longer accepted; another
+		// repository needs a registry token, which the token issuer
+		// refuses for it.
+		f.rotate()
 		hits = f.ecrHits.Load()
-		resync("refused")
+		readySince := apimeta.FindStatusCondition(getArtifact(ns).Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime
+		updateSpec(ns, func(s *v1alpha1.ArtifactSpec) { s.Reference = registry.Ref(repo+"2", "v1") })
+		Eventually(func() string { return getArtifact(ns).Status.ResolvedReference }).Should(ContainSubstring(repo + "2"))
 		a := getArtifact(ns)
 		Expect(apimetaReady(a)).To(BeTrue(), "the sync that met the refused token succeeded: %v", a.Status.Conditions)
+		Expect(apimeta.FindStatusCondition(a.Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime).To(Equal(readySince), "Ready never went False")
 		Expect(f.ecrHits.Load()).To(Equal(hits+1), "one new ECR token")
+		refused := 0
+		for _, tr := range registry.Tokens.Requests() {
+			if tr.Status == http.StatusUnauthorized {
+				refused++
+			}
+		}
+		Expect(refused).To(BeNumerically(">=", 1), "the token issuer refused the old ECR token")
 
 		By("revealing no token in status, events or the log")
 		f.mu.Lock()
