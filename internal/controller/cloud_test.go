@@ -416,7 +416,7 @@ func expectNoCloudSecret(ns string, secrets []string) {
 	for _, t := range texts {
 		for _, s := range secrets {
 			Expect(t).NotTo(ContainSubstring(s), "a message reveals a cloud credential")
-			Expect(t).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString([]byte("AWS:"+s))))
+			Expect(t).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString([]byte("AWS:" + s))))
 		}
 	}
 }
