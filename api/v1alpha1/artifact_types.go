@@ -10,6 +10,9 @@ import (
 // often, and where to publish its files.
 // +kubebuilder:validation:XValidation:rule="!(has(self.configMap) && has(self.volume))",message="configMap and volume are alternative outputs: set at most one"
 // +kubebuilder:validation:XValidation:rule="!has(self.semver) || !self.reference.contains('@')",message="semver picks a tag, so the reference must not pin a digest (drop the @sha256:... part or the semver field)"
+// +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.pullSecrets) || size(self.pullSecrets) == 0",message="pullSecrets are for provider generic; with a cloud provider the credentials come from the cloud (drop pullSecrets or set provider: generic)"
+// +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.plainHTTP) || !self.plainHTTP",message="a cloud provider sends credentials over HTTPS only: drop plainHTTP"
+// +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.volume)",message="the volume output's sync Jobs cannot carry a cloud credential: use provider generic with pullSecrets, or the configMap output"
 type ArtifactSpec struct {
 	// Reference names the artifact: registry/repository[:tag][@digest],
 	// for example ghcr.io/org/config:v1 or
@@ -61,11 +64,36 @@ type ArtifactSpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	PullSecrets []corev1.LocalObjectReference `json:"pullSecrets,omitempty"`
 
-	// ServiceAccountName names a ServiceAccount in the Artifact's namespace
-	// whose imagePullSecrets are used too, after PullSecrets.
+	// ServiceAccountName names a ServiceAccount in the Artifact's namespace.
+	// With provider generic, its imagePullSecrets are used too, after
+	// PullSecrets. With a cloud provider, its cloud identity is used
+	// instead of the manager's: the manager requests a short-lived token
+	// of the ServiceAccount (TokenRequest API, the cloud's audience) and
+	// exchanges it at the cloud, so tenants do not share the manager's
+	// identity. The ServiceAccount carries the annotation its cloud reads:
+	// eks.amazonaws.com/role-arn (aws; without it, EKS Pod Identity),
+	// iam.gke.io/gcp-service-account (gcp, optional) or
+	// azure.workload.identity/client-id (azure, required).
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// Provider says where registry credentials come from. generic (the
+	// default): pullSecrets and the imagePullSecrets of
+	// serviceAccountName. aws, gcp, azure: the cloud the manager runs in
+	// (IRSA or EKS Pod Identity and ECR; GKE Workload Identity and
+	// Artifact Registry; Azure Workload Identity or managed identity and
+	// ACR), or serviceAccountName's cloud identity when it is set. A cloud
+	// provider sends its credentials only to its own registries (ECR
+	// hosts and public.ecr.aws; *-docker.pkg.dev and gcr.io; *.azurecr.io,
+	// .cn, .us, on port 443): a reference to any other host is Stalled
+	// with a message naming the host. A cloud provider takes no
+	// pullSecrets, no plainHTTP, and no volume output (sync Jobs cannot
+	// carry a cloud credential).
+	// +optional
+	// +kubebuilder:default=generic
+	// +kubebuilder:validation:Enum=generic;aws;gcp;azure
+	Provider string `json:"provider,omitempty"`
 
 	// PlainHTTP talks to the registry over http:// instead of https://.
 	// +optional

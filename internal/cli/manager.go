@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -60,6 +61,7 @@ type managerOptions struct {
 	webhookToken            string // read from webhookTokenFile at start
 	webhookCertDir          string
 	rollout                 bool
+	cloudSAIdentity         bool
 	zap                     zap.Options
 }
 
@@ -100,6 +102,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 		"annotate the Pod templates of the Deployments, StatefulSets and DaemonSets that Artifacts name in spec.rollout with each new digest, so that they restart; this watches those kinds as metadata and needs get, list, watch and patch on them. false leaves every workload alone (the no-rollout install component)")
 	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"comma-separated namespaces to reconcile Artifacts in and to cache anything of (e.g. team-a,team-b); empty: all namespaces")
+	fs.BoolVar(&o.cloudSAIdentity, "cloud-service-account-identity", false,
+		"let an Artifact with a cloud provider (aws, gcp, azure) use its spec.serviceAccountName's cloud identity instead of the manager's: the manager requests short-lived tokens of those ServiceAccounts (it then needs serviceaccounts/token create, see config/components/cloud-service-account-identity); off, such Artifacts are Stalled")
 	// --kubeconfig, with controller-runtime's usual precedence: the flag,
 	// then $KUBECONFIG, then the in-cluster config, then ~/.kube/config.
 	config.RegisterFlags(fs)
@@ -285,6 +289,7 @@ func managerScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, batchv1.AddToScheme, coordinationv1.AddToScheme, eventsv1.AddToScheme,
+		authenticationv1.AddToScheme, // TokenRequest, for cloud identities of ServiceAccounts
 	} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("cannot register the Kubernetes built-in API types: %w", err)
@@ -370,6 +375,7 @@ func setupControllers(mgr ctrl.Manager, opts managerOptions, scope controller.Sc
 		SyncJobTTL: opts.syncJobTTL,
 		BlobCache:  blobCache,
 		Scope:      scope,
+		Cloud:      &controller.Cloud{ServiceAccountIdentity: opts.cloudSAIdentity},
 
 		DisableRollout:          !opts.rollout,
 		MaxConcurrentReconciles: opts.concurrent,

@@ -74,8 +74,15 @@ type ArtifactReconciler struct {
 	// no workload is watched or patched, and Artifacts with spec.rollout
 	// report RolloutTriggered False with reason RolloutDisabled.
 	DisableRollout bool
+	// Cloud gives the registry credentials of spec.provider aws, gcp and
+	// azure, shared by every Artifact; nil uses one with the defaults
+	// (the manager's identity only).
+	Cloud *Cloud
 
 	clients httpClients
+	// cloudOnce makes cloudDefault when Cloud is nil.
+	cloudOnce    sync.Once
+	cloudDefault *Cloud
 
 	// informers reads the manager's cache directly, for the metadata of
 	// Secrets, ServiceAccounts and claims: the client reads Secrets and

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/cloudauth"
 	"github.com/ocisync/ocisync/internal/metrics"
 	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/oci/auth"
@@ -30,12 +31,27 @@ const controllerRetries = 2
 //
 // It also returns where the credentials came from, so that a sync Job can
 // mount the same Secrets.
+//
+// With a cloud provider (spec.provider), the credentials come from the
+// cloud instead (cloudCredentials), once its host check passed.
 func (r *ArtifactReconciler) registryClient(ctx context.Context, obj *v1alpha1.Artifact) (*oci.Client, *registryAccess, error) {
-	store, secrets, err := r.credentials(ctx, obj)
+	provider, err := cloudauth.ParseProvider(obj.Spec.Provider)
+	if err != nil {
+		return nil, nil, stalled(v1alpha1.ReasonInvalidSpec, "spec.provider: %w", err)
+	}
+	var store *auth.Store
+	var secrets []pullSecret
+	var cloudCreds auth.CredentialFunc
+	var cloud *cloudAccess
+	if provider == cloudauth.Generic {
+		store, secrets, err = r.credentials(ctx, obj)
+	} else {
+		cloudCreds, cloud, err = r.cloudCredentials(ctx, obj, provider)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	access := &registryAccess{pullSecrets: secrets}
+	access := &registryAccess{pullSecrets: secrets, cloud: cloud}
 	topts := transport.Options{MaxRetries: controllerRetries, UserAgent: "ocisync-controller", Limits: r.RegistryLimits}
 	if ref := obj.Spec.CertSecretRef; ref != nil {
 		secret, err := r.secret(ctx, obj.Namespace, ref.Name, "spec.certSecretRef")
@@ -63,6 +79,9 @@ func (r *ArtifactReconciler) registryClient(ctx context.Context, obj *v1alpha1.A
 	if store != nil {
 		opts.Credentials = store.CredentialFunc()
 	}
+	if cloudCreds != nil {
+		opts.Credentials = cloudCreds
+	}
 	c, err := oci.NewClient(opts)
 	if err != nil {
 		return nil, nil, err
@@ -82,6 +101,8 @@ type registryAccess struct {
 	certSecret    string
 	hasCA         bool
 	hasClientCert bool
+	// cloud is set with a cloud provider (spec.provider).
+	cloud *cloudAccess
 }
 
 // pullSecret is a Secret holding registry credentials and the key its

@@ -42,6 +42,9 @@ func classify(err error) *syncError {
 	if errors.As(err, &se) {
 		return se
 	}
+	if ce := cloudError(err); ce != nil {
+		return ce
+	}
 	switch {
 	case errors.Is(err, oci.ErrInvalidReference):
 		return &syncError{reason: v1alpha1.ReasonInvalidReference, stall: true, err: err}

@@ -51,7 +51,17 @@ func newAccountCache() *refCache[*corev1.ServiceAccount] {
 		gvk:       corev1.SchemeGroupVersion.WithKind("ServiceAccount"),
 		newObject: func() *corev1.ServiceAccount { return &corev1.ServiceAccount{} },
 		trim: func(sa *corev1.ServiceAccount) *corev1.ServiceAccount {
-			return &corev1.ServiceAccount{ObjectMeta: keyOf(sa), ImagePullSecrets: sa.ImagePullSecrets}
+			meta := keyOf(sa)
+			// Of the annotations, only those naming a cloud identity.
+			for _, k := range cloudAnnotations {
+				if v, ok := sa.Annotations[k]; ok {
+					if meta.Annotations == nil {
+						meta.Annotations = map[string]string{}
+					}
+					meta.Annotations[k] = v
+				}
+			}
+			return &corev1.ServiceAccount{ObjectMeta: meta, ImagePullSecrets: sa.ImagePullSecrets}
 		},
 	}
 }

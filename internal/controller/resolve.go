@@ -39,7 +39,21 @@ func (r *ArtifactReconciler) resolveStep(ctx context.Context, s *syncState) erro
 		return err
 	}
 	s.repo = s.client.Repository(ref)
+	// A cloud credential the registry refuses (401, 403) is renewed and
+	// the resolution tried once more within this sync.
+	if err := s.access.cloud.retry(ctx, func(ctx context.Context) error {
+		return s.resolveDigest(ctx, ref, constraint)
+	}); err != nil {
+		return err
+	}
+	return nil
+}
 
+// resolveDigest is the resolve step's registry part: the tag, then the
+// digest of ref.
+func (s *syncState) resolveDigest(ctx context.Context, ref reference.Reference, constraint *semver.Constraints) error {
+	spec := &s.obj.Spec
+	var err error
 	if constraint != nil {
 		tag, err := newestTag(ctx, s.repo, constraint, spec.SemVer)
 		if err != nil {

@@ -142,6 +142,7 @@ var _ = BeforeSuite(func() {
 		SyncJobTTL: syncJobTTL,
 		BlobCache:  newSuiteBlobCache(),
 		Scope:      suiteScope,
+		Cloud:      suiteCloud,
 	}
 	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
 

@@ -275,7 +275,9 @@ func (ti *TokenIssuer) servePost(w http.ResponseWriter, r *http.Request) {
 			ti.fail(w, rec, http.StatusUnauthorized, "invalid_grant", "unknown refresh token")
 			return
 		}
+		ti.mu.Lock()
 		u = ti.users[name]
+		ti.mu.Unlock()
 	default:
 		ti.fail(w, rec, http.StatusBadRequest, "unsupported_grant_type", "use password or refresh_token")
 		return
@@ -297,8 +299,21 @@ func (ti *TokenIssuer) servePost(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// SetPassword makes password the only one the issuer accepts for user,
+// adding the user (with pull and push) if unknown: a test of credentials
+// that a cloud hands out and rotates accepts only the newest one.
+func (ti *TokenIssuer) SetPassword(user, password string) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	u := ti.users[user]
+	u.Name, u.Password = user, password
+	ti.users[user] = u
+}
+
 func (ti *TokenIssuer) checkPassword(name, pass string) (User, bool) {
+	ti.mu.Lock()
 	u, ok := ti.users[name]
+	ti.mu.Unlock()
 	if !ok || subtle.ConstantTimeCompare([]byte(u.Password), []byte(pass)) != 1 {
 		return User{}, false
 	}

@@ -1,0 +1,422 @@
+package controller
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/cloudauth"
+	"github.com/ocisync/ocisync/internal/oci"
+	"github.com/ocisync/ocisync/internal/oci/auth"
+	"github.com/ocisync/ocisync/internal/oci/transport"
+	registrytest "github.com/ocisync/ocisync/test/registry"
+)
+
+// suiteCloud is the suite reconciler's Cloud: per-ServiceAccount
+// identities allowed, endpoints set by the cloud specs before their first
+// Artifact of a provider (the credentials are made on first use).
+var suiteCloud = &Cloud{ServiceAccountIdentity: true}
+
+// ecrHost is the ECR registry the cloud registry stands for.
+const ecrHost = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
+
+// cloudClock is the cloud credentials' clock, to expire them at will.
+type cloudClock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *cloudClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *cloudClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// fakeAWS is STS and ECR on loopback. STS accepts the manager's web
+// identity token and any ServiceAccount token of audience
+// sts.amazonaws.com for the role its ServiceAccount is allowed; ECR
+// hands out passwords that the cloud registry's token issuer then
+// accepts, the newest only.
+type fakeAWS struct {
+	sts, ecr *httptest.Server
+	registry *registrytest.Registry
+	clock    *cloudClock // ECR's tokens expire 12 hours after its now
+
+	mu        sync.Mutex
+	keys      map[string]bool
+	roles     map[string]string // "ns:name" of a ServiceAccount -> role it may assume
+	n         int
+	down      bool
+	subjects  []string // the ServiceAccount subjects STS saw
+	ecrHits   atomic.Int64
+	passwords []string
+}
+
+const (
+	managerWebToken = "manager-web-identity-token"
+	managerRole     = "arn:aws:iam::123456789012:role/ocisync-manager"
+	tenantRole      = "arn:aws:iam::123456789012:role/team-puller"
+)
+
+func (f *fakeAWS) serveSTS(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	tok, role := r.PostForm.Get("WebIdentityToken"), r.PostForm.Get("RoleArn")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ok := tok == managerWebToken && role == managerRole
+	if !ok {
+		// A ServiceAccount token: its claims, unverified (the API server
+		// signed it), must name audience sts.amazonaws.com and a
+		// ServiceAccount allowed the role.
+		var claims struct {
+			Aud []string `json:"aud"`
+			Sub string   `json:"sub"`
+		}
+		if parts := strings.Split(tok, "."); len(parts) == 3 {
+			if raw, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+				_ = json.Unmarshal(raw, &claims)
+			}
+		}
+		f.subjects = append(f.subjects, claims.Sub)
+		sa := strings.TrimPrefix(claims.Sub, "system:serviceaccount:")
+		ok = len(claims.Aud) == 1 && claims.Aud[0] == cloudauth.AudienceAWSSTS && f.roles[sa] == role && role != ""
+	}
+	if !ok {
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Incorrect token audience</Message></Error><RequestId>r</RequestId></ErrorResponse>`)
+		return
+	}
+	f.n++
+	id := fmt.Sprintf("ASIAFAKE%08d", f.n)
+	f.keys[id] = true
+	w.Header().Set("Content-Type", "text/xml")
+	fmt.Fprintf(w, `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>
+<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>secret-%s</SecretAccessKey><SessionToken>session-%s</SessionToken><Expiration>%s</Expiration></Credentials>
+<AssumedRoleUser><Arn>%s/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser><SubjectFromWebIdentityToken>sub</SubjectFromWebIdentityToken>
+</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
+		id, id, id, time.Now().Add(time.Hour).UTC().Format(time.RFC3339), role)
+}
+
+func (f *fakeAWS) serveECR(w http.ResponseWriter, r *http.Request) {
+	f.ecrHits.Add(1)
+	_, cred, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	key := strings.Split(cred, "/")[0]
+	f.mu.Lock()
+	down, known := f.down, f.keys[key]
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	switch {
+	case down:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"__type":"ServerException","message":"unavailable"}`)
+		return
+	case !known:
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}`)
+		return
+	}
+	pass := f.rotate()
+	exp := float64(f.clock.Now().Add(12*time.Hour).UnixMilli()) / 1000
+	fmt.Fprintf(w, `{"authorizationData":[{"authorizationToken":%q,"expiresAt":%f,"proxyEndpoint":"https://%s"}]}`,
+		base64.StdEncoding.EncodeToString([]byte("AWS:"+pass)), exp, ecrHost)
+}
+
+// rotate makes a new ECR password the only one the registry accepts, as
+// if the one handed out before had expired.
+func (f *fakeAWS) rotate() string {
+	f.mu.Lock()
+	pass := fmt.Sprintf("ecr-password-%d-%d", len(f.passwords)+1, time.Now().UnixNano())
+	f.passwords = append(f.passwords, pass)
+	f.mu.Unlock()
+	f.registry.Tokens.SetPassword("AWS", pass)
+	return pass
+}
+
+func (f *fakeAWS) setDown(down bool) {
+	f.mu.Lock()
+	f.down = down
+	f.mu.Unlock()
+}
+
+// setenv sets the environment variables for the rest of the suite.
+func setenv(kv map[string]string) {
+	for k, v := range kv {
+		old, had := os.LookupEnv(k)
+		Expect(os.Setenv(k, v)).To(Succeed())
+		DeferCleanup(func() {
+			if had {
+				os.Setenv(k, old)
+			} else {
+				os.Unsetenv(k)
+			}
+		})
+	}
+}
+
+// loopbackOnly is an HTTP client that dials nothing but loopback.
+func loopbackOnly() *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+				return nil, fmt.Errorf("test: refusing to dial %s (loopback only)", addr)
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+var _ = Describe("Artifact with provider aws", Ordered, func() {
+	var (
+		f        *fakeAWS
+		registry *registrytest.Registry
+		clock    = &cloudClock{}
+		ns, repo string
+		desc     ocispec.Descriptor
+		m        ocispec.Manifest
+		contents = map[string][]byte{"cloud.txt": []byte("from ECR\n")}
+	)
+
+	BeforeAll(func() {
+		registry = registrytest.Start(GinkgoT(), registrytest.Options{
+			Auth: registrytest.AuthToken, TLS: true,
+			Users: []registrytest.User{{Name: "AWS", Password: "not-handed-out-yet"}},
+		})
+		f = &fakeAWS{registry: registry, clock: clock, keys: map[string]bool{}, roles: map[string]string{}}
+		f.sts = httptest.NewServer(http.HandlerFunc(f.serveSTS))
+		f.ecr = httptest.NewServer(http.HandlerFunc(f.serveECR))
+		DeferCleanup(f.sts.Close)
+		DeferCleanup(f.ecr.Close)
+		dir := GinkgoT().TempDir()
+		tokenFile := filepath.Join(dir, "token")
+		Expect(os.WriteFile(tokenFile, []byte(managerWebToken), 0o600)).To(Succeed())
+		// What EKS sets in a Pod with IRSA, and nothing of this machine.
+		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CA_BUNDLE"} {
+			os.Unsetenv(k)
+		}
+		setenv(map[string]string{
+			"AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile,
+			"AWS_ROLE_ARN":                managerRole,
+			"AWS_REGION":                  "us-west-2",
+			"AWS_ENDPOINT_URL_STS":        f.sts.URL,
+			"AWS_ENDPOINT_URL_ECR":        f.ecr.URL,
+			"AWS_EC2_METADATA_DISABLED":   "true",
+			"AWS_CONFIG_FILE":             filepath.Join(dir, "no-config"),
+			"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "no-credentials"),
+		})
+		suiteCloud.mu.Lock()
+		suiteCloud.Options = cloudauth.Options{
+			HTTPClient:  loopbackOnly(),
+			Now:         clock.Now,
+			HostAliases: map[string]string{registry.Host: ecrHost},
+		}
+		suiteCloud.mu.Unlock()
+
+		pass := f.rotate()
+		pusher := newPushClient(oci.Options{
+			Transport:   transport.Options{CAFile: registry.CAFile},
+			Credentials: auth.StaticCredential(registry.Host, auth.Credential{Username: "AWS", Password: pass}),
+		})
+		repo = "team/cloud"
+		desc, m = pushArtifact(pusher, registry.Host, repo, "v1", testArtifactType, textLayer("cloud.txt", "from ECR\n"))
+		pushArtifact(pusher, registry.Host, repo+"2", "v1", testArtifactType, textLayer("cloud.txt", "from ECR\n"))
+	})
+
+	BeforeEach(func() {
+		ns = newNamespace()
+		pem, err := os.ReadFile(registry.CAFile)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Create(bg, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registry-ca"},
+			Data:       map[string][]byte{"ca.crt": pem},
+		})).To(Succeed())
+	})
+
+	awsSpec := func() v1alpha1.ArtifactSpec {
+		return v1alpha1.ArtifactSpec{
+			Reference:     registry.Ref(repo, "v1"),
+			Provider:      "aws",
+			CertSecretRef: &corev1.LocalObjectReference{Name: "registry-ca"},
+			Interval:      every(longInterval),
+			ConfigMap:     &v1alpha1.ConfigMapOutput{Name: configMapName},
+		}
+	}
+	// resync asks for a sync now and waits until it ran.
+	resync := func(value string) {
+		GinkgoHelper()
+		a := getArtifact(ns)
+		patch := client.MergeFrom(a.DeepCopy())
+		if a.Annotations == nil {
+			a.Annotations = map[string]string{}
+		}
+		a.Annotations[v1alpha1.AnnotationReconcileRequestedAt] = value
+		Expect(k8sClient.Patch(bg, a, patch)).To(Succeed())
+		Eventually(func() string { return getArtifact(ns).Status.LastHandledReconcileAt }).Should(Equal(value))
+	}
+
+	It("syncs with the manager's identity, renews an expired ECR token, and recovers from a refused one within the sync", func() {
+		createArtifact(ns, awsSpec())
+		expectPublished(ns, registry.Host, repo, "v1", desc, m, m.Layers, contents)
+
+		By("keeping the ECR token for the next syncs")
+		hits := f.ecrHits.Load()
+		resync("cached")
+		Expect(f.ecrHits.Load()).To(Equal(hits), "a cached ECR token is used again")
+
+		By("renewing it once it is about to expire")
+		clock.Add(12 * time.Hour)
+		resync("expired")
+		Expect(f.ecrHits.Load()).To(Equal(hits+1), "an expired ECR token is renewed")
+		Expect(readyMessage(getArtifact(ns))).NotTo(BeEmpty())
+
+		By("recovering within one sync from a token the registry refuses")
+		// The manager's ECR token is no longer accepted; another
+		// repository needs a registry token, which the token issuer
+		// refuses for it.
+		f.rotate()
+		hits = f.ecrHits.Load()
+		readySince := apimeta.FindStatusCondition(getArtifact(ns).Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime
+		updateSpec(ns, func(s *v1alpha1.ArtifactSpec) { s.Reference = registry.Ref(repo+"2", "v1") })
+		Eventually(func() string { return getArtifact(ns).Status.ResolvedReference }).Should(ContainSubstring(repo + "2"))
+		a := getArtifact(ns)
+		Expect(apimetaReady(a)).To(BeTrue(), "the sync that met the refused token succeeded: %v", a.Status.Conditions)
+		Expect(apimeta.FindStatusCondition(a.Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime).To(Equal(readySince), "Ready never went False")
+		Expect(f.ecrHits.Load()).To(Equal(hits+1), "one new ECR token")
+		refused := 0
+		for _, tr := range registry.Tokens.Requests() {
+			if tr.Status == http.StatusUnauthorized {
+				refused++
+			}
+		}
+		Expect(refused).To(BeNumerically(">=", 1), "the token issuer refused the old ECR token")
+
+		By("revealing no token in status, events or the log")
+		f.mu.Lock()
+		secrets := append([]string{managerWebToken}, f.passwords...)
+		f.mu.Unlock()
+		expectNoCloudSecret(ns, secrets)
+	})
+
+	It("reports an ECR outage as RegistryUnavailable and recovers", func() {
+		f.setDown(true)
+		clock.Add(12 * time.Hour) // the cached token is due for renewal
+		createArtifact(ns, awsSpec())
+		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("aws"), ContainSubstring("ECR GetAuthorizationToken"), ContainSubstring(registry.Host)))
+		f.setDown(false)
+		waitReady(ns, desc.Digest)
+	})
+
+	It("stalls on a registry that is not ECR without sending it anything", func() {
+		var requests atomic.Int64
+		other := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			requests.Add(1)
+			w.WriteHeader(http.StatusUnauthorized)
+		}))
+		DeferCleanup(other.Close)
+		host := strings.TrimPrefix(other.URL, "https://")
+		spec := awsSpec()
+		spec.Reference = host + "/" + repo + ":v1"
+		createArtifact(ns, spec)
+		a := waitFailed(ns, v1alpha1.ReasonInvalidSpec, true)
+		Expect(readyMessage(a)).To(And(ContainSubstring(host), ContainSubstring("sends credentials only to its own registries")))
+		Consistently(requests.Load).WithTimeout(time.Second).Should(BeZero(), "no request reached the registry")
+	})
+
+	It("uses a ServiceAccount's role through TokenRequest, and fails clearly for a role it may not assume", func() {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "puller",
+			Annotations: map[string]string{cloudauth.AnnotationAWSRoleARN: tenantRole}}}
+		Expect(k8sClient.Create(bg, sa)).To(Succeed())
+		spec := awsSpec()
+		spec.ServiceAccountName = "puller"
+		createArtifact(ns, spec)
+		a := waitFailed(ns, v1alpha1.ReasonAuthenticationFailed, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("STS AssumeRoleWithWebIdentity"), ContainSubstring("ServiceAccount "+ns+"/puller"), ContainSubstring(tenantRole)))
+
+		By("allowing the ServiceAccount the role")
+		f.mu.Lock()
+		f.roles[ns+":puller"] = tenantRole
+		f.mu.Unlock()
+		waitReady(ns, desc.Digest)
+		f.mu.Lock()
+		Expect(f.subjects).To(ContainElement("system:serviceaccount:" + ns + ":puller"))
+		f.mu.Unlock()
+
+		By("stalling a ServiceAccount whose annotation is no role")
+		Expect(k8sClient.Create(bg, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad",
+			Annotations: map[string]string{cloudauth.AnnotationAWSRoleARN: "not-a-role"}}})).To(Succeed())
+		updateSpec(ns, func(s *v1alpha1.ArtifactSpec) { s.ServiceAccountName = "bad" })
+		a = waitFailed(ns, v1alpha1.ReasonInvalidSpec, true)
+		Expect(readyMessage(a)).To(ContainSubstring(cloudauth.AnnotationAWSRoleARN))
+	})
+
+	It("refuses at admission what cannot work with a cloud provider", func() {
+		for _, change := range []func(*v1alpha1.ArtifactSpec){
+			func(s *v1alpha1.ArtifactSpec) { s.PullSecrets = []corev1.LocalObjectReference{{Name: "x"}} },
+			func(s *v1alpha1.ArtifactSpec) { s.PlainHTTP = true },
+			func(s *v1alpha1.ArtifactSpec) {
+				s.ConfigMap, s.Volume = nil, &v1alpha1.VolumeOutput{ClaimName: "data"}
+			},
+		} {
+			spec := awsSpec()
+			change(&spec)
+			err := k8sClient.Create(bg, &v1alpha1.Artifact{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refused"}, Spec: spec})
+			Expect(err).To(MatchError(ContainSubstring("provider")))
+		}
+	})
+})
+
+func apimetaReady(a *v1alpha1.Artifact) bool {
+	c := apimeta.FindStatusCondition(a.Status.Conditions, v1alpha1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue
+}
+
+// expectNoCloudSecret fails when a condition or event of the namespace's
+// Artifact carries any of the secrets a cloud handed out.
+func expectNoCloudSecret(ns string, secrets []string) {
+	GinkgoHelper()
+	a := getArtifact(ns)
+	texts := []string{}
+	for _, c := range a.Status.Conditions {
+		texts = append(texts, c.Message)
+	}
+	for _, e := range artifactEvents(ns) {
+		texts = append(texts, e.Note)
+	}
+	raw, err := json.Marshal(a.Status)
+	Expect(err).NotTo(HaveOccurred())
+	texts = append(texts, string(raw))
+	for _, t := range texts {
+		for _, s := range secrets {
+			Expect(t).NotTo(ContainSubstring(s), "a message reveals a cloud credential")
+			Expect(t).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString([]byte("AWS:" + s))))
+		}
+	}
+}
