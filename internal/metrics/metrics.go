@@ -46,6 +46,7 @@ const (
 // Outputs: the values of the output label of the pulled bytes.
 const (
 	OutputConfigMap = "configmap"
+	OutputSecret    = "secret"
 	OutputVolume    = "volume"
 )
 
@@ -129,6 +130,7 @@ var registerOnce = sync.OnceFunc(func() {
 	syncDuration.WithLabelValues(ResultPending)
 	syncDuration.WithLabelValues(ResultFailed)
 	pulledBytes.WithLabelValues(OutputConfigMap)
+	pulledBytes.WithLabelValues(OutputSecret)
 	pulledBytes.WithLabelValues(OutputVolume)
 	for _, r := range []string{CacheHit, CacheMiss, CacheBypass} {
 		blobCacheLookups.WithLabelValues(r)
