@@ -232,6 +232,7 @@ func (r *ArtifactReconciler) publishSecret(ctx context.Context, obj *v1alpha1.Ar
 		return transient(v1alpha1.ReasonOutputFailed, "setting the owner of Secret %q: %w", desired.Name, err)
 	}
 	digest := desired.Annotations[v1alpha1.AnnotationDigest]
+	defer r.secretWrites.begin(client.ObjectKeyFromObject(desired))()
 	if current == nil {
 		if err := r.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
@@ -284,7 +285,10 @@ func (r *ArtifactReconciler) secretIntact(ctx context.Context, obj *v1alpha1.Art
 	if labels, changed := r.labelOutput(secret.Labels, obj); changed {
 		secret = secret.DeepCopy()
 		secret.Labels = labels
-		if err := r.Update(ctx, secret); err != nil {
+		end := r.secretWrites.begin(key)
+		err := r.Update(ctx, secret)
+		end()
+		if err != nil {
 			return false, secretAPIError("labelling", key.Name, err)
 		}
 	}
@@ -327,6 +331,9 @@ func secretAPIError(verb, name string, err error) error {
 type secretWrites struct {
 	mu      sync.Mutex
 	entries map[types.NamespacedName]writtenSecret
+	// inFlight counts the writes under way per Secret: the watch can
+	// report a write before the writer learns its resourceVersion.
+	inFlight map[types.NamespacedName]int
 }
 
 type writtenSecret struct {
@@ -346,6 +353,24 @@ func (w *secretWrites) remember(s *corev1.Secret, digest string) {
 	w.entries[client.ObjectKeyFromObject(s)] = writtenSecret{uid: s.UID, resourceVersion: s.ResourceVersion, digest: digest}
 }
 
+// begin notes a write of the Secret key under way, until the function it
+// returns is called.
+func (w *secretWrites) begin(key types.NamespacedName) (end func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight == nil {
+		w.inFlight = map[types.NamespacedName]int{}
+	}
+	w.inFlight[key]++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.inFlight[key]--; w.inFlight[key] <= 0 {
+			delete(w.inFlight, key)
+		}
+	}
+}
+
 // holds reports whether the Secret key, at uid and resourceVersion, is
 // as the manager wrote it with digest.
 func (w *secretWrites) holds(key types.NamespacedName, uid types.UID, resourceVersion, digest string) bool {
@@ -356,11 +381,18 @@ func (w *secretWrites) holds(key types.NamespacedName, uid types.UID, resourceVe
 }
 
 // wrote reports whether o, a Secret's metadata, is the manager's own
-// last write of it.
+// last write of it, or may be one under way. Someone else's edit in the
+// few milliseconds of a write goes unnoticed until the Artifact's next
+// sync, which reads the Secret since its resourceVersion is not the one
+// remembered.
 func (w *secretWrites) wrote(o client.Object) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	e, ok := w.entries[client.ObjectKeyFromObject(o)]
+	key := client.ObjectKeyFromObject(o)
+	if w.inFlight[key] > 0 {
+		return true
+	}
+	e, ok := w.entries[key]
 	return ok && e.uid == o.GetUID() && e.resourceVersion == o.GetResourceVersion()
 }
 
