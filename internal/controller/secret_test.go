@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
@@ -517,4 +518,122 @@ func (c *logCapture) stop() string {
 	out := c.buf.String()
 	c.buf.Reset()
 	return out
+}
+
+func TestCheckSecretType(t *testing.T) {
+	tests := []struct {
+		typ     corev1.SecretType
+		names   []string
+		reason  string // "" when the files fit
+		missing []string
+	}{
+		{corev1.SecretTypeOpaque, []string{"a.txt"}, "", nil},
+		{"example.com/license", []string{"a.txt"}, "", nil},
+		{corev1.SecretTypeTLS, []string{"tls.crt", "tls.key", "ca.crt"}, "", nil},
+		{corev1.SecretTypeTLS, []string{"tls.crt"}, v1alpha1.ReasonSelectorMismatch, []string{"tls.key"}},
+		{corev1.SecretTypeTLS, []string{"cert.pem"}, v1alpha1.ReasonSelectorMismatch, []string{"tls.crt", "tls.key"}},
+		{corev1.SecretTypeDockerConfigJson, []string{".dockerconfigjson"}, "", nil},
+		{corev1.SecretTypeDockerConfigJson, []string{"config.json"}, v1alpha1.ReasonSelectorMismatch, []string{".dockerconfigjson"}},
+		{corev1.SecretTypeDockercfg, []string{"x"}, v1alpha1.ReasonSelectorMismatch, []string{".dockercfg"}},
+		{corev1.SecretTypeBasicAuth, []string{"password"}, "", nil},
+		{corev1.SecretTypeBasicAuth, []string{"token"}, v1alpha1.ReasonSelectorMismatch, []string{"username or password"}},
+		{corev1.SecretTypeSSHAuth, []string{"ssh-privatekey"}, "", nil},
+		{corev1.SecretTypeSSHAuth, []string{"id_ed25519"}, v1alpha1.ReasonSelectorMismatch, []string{"ssh-privatekey"}},
+		{corev1.SecretTypeServiceAccountToken, []string{"token"}, v1alpha1.ReasonInvalidSpec, nil},
+		{corev1.SecretTypeBootstrapToken, []string{"token-id"}, v1alpha1.ReasonInvalidSpec, nil},
+		{"kubernetes.io/anything-new", []string{"a"}, v1alpha1.ReasonInvalidSpec, nil},
+	}
+	for _, tt := range tests {
+		err := checkSecretType(tt.typ, tt.names)
+		if tt.reason == "" {
+			if err != nil {
+				t.Errorf("checkSecretType(%s, %v) = %v", tt.typ, tt.names, err)
+			}
+			continue
+		}
+		se := classify(err)
+		if err == nil || se.reason != tt.reason || !se.stall {
+			t.Errorf("checkSecretType(%s, %v) = %v, want stalled %s", tt.typ, tt.names, err, tt.reason)
+			continue
+		}
+		for _, k := range tt.missing {
+			if !strings.Contains(err.Error(), k) {
+				t.Errorf("checkSecretType(%s, %v) = %q, want it to name the missing %s", tt.typ, tt.names, err, k)
+			}
+		}
+	}
+}
+
+func TestCheckSecretContentQuotesNothing(t *testing.T) {
+	secret := newMarker()
+	tests := []struct {
+		typ  corev1.SecretType
+		f    file
+		fail bool
+	}{
+		{corev1.SecretTypeDockerConfigJson, file{".dockerconfigjson", []byte(`{"auths":{}}`)}, false},
+		{corev1.SecretTypeDockerConfigJson, file{".dockerconfigjson", append([]byte(`{"auths": `), secret...)}, true},
+		{corev1.SecretTypeDockerConfigJson, file{".dockerconfigjson", []byte(`["not", "an object"]`)}, true},
+		{corev1.SecretTypeDockercfg, file{".dockercfg", secret}, true},
+		{corev1.SecretTypeSSHAuth, file{"ssh-privatekey", nil}, true},
+		{corev1.SecretTypeSSHAuth, file{"ssh-privatekey", secret}, false},
+		{corev1.SecretTypeOpaque, file{".dockerconfigjson", secret}, false},
+	}
+	for _, tt := range tests {
+		err := checkSecretContent(tt.typ, []file{tt.f})
+		if (err != nil) != tt.fail {
+			t.Errorf("checkSecretContent(%s, %s) = %v, want failure %v", tt.typ, tt.f.name, err, tt.fail)
+		}
+		if err != nil && len(leaksIn(err.Error(), secret)) > 0 {
+			t.Errorf("checkSecretContent(%s, %s) quotes the content: %v", tt.typ, tt.f.name, err)
+		}
+	}
+}
+
+func TestSecretAPIErrorLeavesTheMessageOut(t *testing.T) {
+	secret := newMarker()
+	invalid := apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Secret").GroupKind(), "out", field.ErrorList{
+		field.Invalid(field.NewPath("data").Key(".dockerconfigjson"), string(secret), "invalid character 's' quoting "+string(secret)),
+	})
+	denied := apierrors.NewForbidden(corev1.Resource("secrets"), "out", fmt.Errorf("admission webhook denied the request: %s", secret))
+	for _, err := range []error{invalid, denied} {
+		got := secretAPIError("updating", "out", err)
+		if len(leaksIn(got.Error(), secret)) > 0 {
+			t.Errorf("secretAPIError quotes the API server's message: %v", got)
+		}
+		if !strings.Contains(got.Error(), `Secret "out"`) {
+			t.Errorf("secretAPIError = %v, want it to name the Secret", got)
+		}
+	}
+	if got := secretAPIError("updating", "out", invalid); !strings.Contains(got.Error(), "Invalid (422) about data[.dockerconfigjson]") {
+		t.Errorf("secretAPIError = %v, want the reason, code and field", got)
+	}
+	if classify(secretAPIError("creating", "out", denied)).reason != v1alpha1.ReasonOutputFailed {
+		t.Error("a refused write is not OutputFailed")
+	}
+}
+
+func TestSecretFor(t *testing.T) {
+	obj := &v1alpha1.Artifact{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns"},
+		Spec: v1alpha1.ArtifactSpec{Secret: &v1alpha1.SecretOutput{Name: "out", Type: "kubernetes.io/tls"}}}
+	s := secretFor(obj, "sha256:abc", []file{
+		{name: "tls.crt", content: []byte("cert")},
+		{name: "tls.key", content: []byte{0xff, 0x00}},
+	})
+	if s.Name != "out" || s.Namespace != "ns" || s.Type != corev1.SecretTypeTLS {
+		t.Errorf("Secret %s/%s of type %s, want ns/out of type kubernetes.io/tls", s.Namespace, s.Name, s.Type)
+	}
+	if string(s.Data["tls.key"]) != "\xff\x00" || string(s.Data["tls.crt"]) != "cert" || len(s.StringData) > 0 {
+		t.Errorf("data = %q, stringData = %q", s.Data, s.StringData)
+	}
+	if s.Labels[v1alpha1.LabelArtifactName] != "a" || s.Annotations[v1alpha1.AnnotationDigest] != "sha256:abc" {
+		t.Errorf("labels %v annotations %v", s.Labels, s.Annotations)
+	}
+	if s.Annotations[annotationChecksum] != secretChecksum(s) {
+		t.Error("checksum annotation does not match the content")
+	}
+	obj.Spec.Secret.Type = ""
+	if got := secretFor(obj, "sha256:abc", nil).Type; got != corev1.SecretTypeOpaque {
+		t.Errorf("type %q without spec.secret.type, want Opaque", got)
+	}
 }
