@@ -413,13 +413,6 @@ func (w *secretWrites) sweep(keep func(types.NamespacedName) bool) {
 	}
 }
 
-// len is how many entries are held.
-func (w *secretWrites) len() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.entries)
-}
-
 // outputSecretChanged lets through the Secret metadata events that can
 // mean an output Secret drifted: deletions, and updates to a
 // resourceVersion other than the manager's own last write. Creations are

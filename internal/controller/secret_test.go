@@ -413,7 +413,7 @@ func newMarker() []byte {
 // a longer encoded value, without the characters that depend on its
 // neighbours.
 func leakForms(secret []byte) []string {
-	forms := []string{string(secret), hex.EncodeToString(secret), strings.Trim(fmt.Sprint(secret), "[]")}
+	forms := []string{string(secret), hex.EncodeToString(secret), strings.Trim(fmt.Sprintf("%d", secret), "[]")}
 	for pad := range 3 {
 		padded := append(make([]byte, pad), secret...)
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
@@ -457,7 +457,7 @@ func TestLeakScanFinds(t *testing.T) {
 		"as text":          "error: " + string(file),
 		"in part":          fmt.Sprintf("error at %q", secret[5:5+leakWindow]),
 		"quoted":           fmt.Sprintf("%q", file),
-		"as bytes":         fmt.Sprint(file),
+		"as bytes":         fmt.Sprintf("%d", file),
 		"in hex":           hex.EncodeToString(file),
 		"a Secret as JSON": "",
 	}
@@ -635,5 +635,53 @@ func TestSecretFor(t *testing.T) {
 	obj.Spec.Secret.Type = ""
 	if got := secretFor(obj, "sha256:abc", nil).Type; got != corev1.SecretTypeOpaque {
 		t.Errorf("type %q without spec.secret.type, want Opaque", got)
+	}
+}
+
+func TestSecretWrites(t *testing.T) {
+	var w secretWrites
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "out", UID: "u1", ResourceVersion: "10"}}
+	key := client.ObjectKeyFromObject(s)
+	meta := func(uid types.UID, rv string) client.Object {
+		return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "out", UID: uid, ResourceVersion: rv}}
+	}
+	if w.holds(key, "u1", "10", "sha256:a") || w.wrote(meta("u1", "10")) {
+		t.Fatal("an empty record holds a write")
+	}
+	w.remember(s, "sha256:a")
+	if !w.holds(key, "u1", "10", "sha256:a") || !w.wrote(meta("u1", "10")) {
+		t.Error("the write is not remembered")
+	}
+	for _, c := range []struct {
+		uid       types.UID
+		rv, dgst  string
+		different string
+	}{
+		{"u1", "11", "sha256:a", "resourceVersion"},
+		{"u2", "10", "sha256:a", "uid (a Secret deleted and made again)"},
+		{"u1", "10", "sha256:b", "digest"},
+	} {
+		if w.holds(key, c.uid, c.rv, c.dgst) {
+			t.Errorf("holds with another %s", c.different)
+		}
+	}
+	if w.wrote(meta("u1", "11")) {
+		t.Error("an edit after the write counts as the manager's own")
+	}
+	end := w.begin(key)
+	if !w.wrote(meta("u1", "12")) {
+		t.Error("an event while a write is under way does not count as the manager's own")
+	}
+	end()
+	if w.wrote(meta("u1", "12")) {
+		t.Error("a write still counts as under way once it ended")
+	}
+	w.sweep(func(types.NamespacedName) bool { return true })
+	if !w.holds(key, "u1", "10", "sha256:a") {
+		t.Error("the sweep dropped an entry it was told to keep")
+	}
+	w.sweep(func(types.NamespacedName) bool { return false })
+	if w.holds(key, "u1", "10", "sha256:a") {
+		t.Error("the sweep kept an entry no Artifact names")
 	}
 }
