@@ -76,7 +76,7 @@ var (
 
 	pulledBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ocisync_pulled_bytes_total",
-		Help: "Bytes of verified layer content pulled for Artifacts, by output: downloaded by the manager for configmap, and for volume pulled by a sync Job (counted when the manager sees the Job publish a new digest).",
+		Help: "Bytes of verified layer content pulled for Artifacts, by output: downloaded by the manager for configmap and secret, and for volume pulled by a sync Job (counted when the manager sees the Job publish a new digest).",
 	}, []string{"output"})
 
 	registryRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
