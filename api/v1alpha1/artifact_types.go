@@ -8,7 +8,7 @@ import (
 
 // ArtifactSpec says which artifact to pull from which registry, how, how
 // often, and where to publish its files.
-// +kubebuilder:validation:XValidation:rule="!(has(self.configMap) && has(self.volume))",message="configMap and volume are alternative outputs: set at most one"
+// +kubebuilder:validation:XValidation:rule="(has(self.configMap) ? 1 : 0) + (has(self.secret) ? 1 : 0) + (has(self.volume) ? 1 : 0) <= 1",message="configMap, secret and volume are alternative outputs: set at most one"
 // +kubebuilder:validation:XValidation:rule="!has(self.semver) || !self.reference.contains('@')",message="semver picks a tag, so the reference must not pin a digest (drop the @sha256:... part or the semver field)"
 // +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.pullSecrets) || size(self.pullSecrets) == 0",message="pullSecrets are for provider generic; with a cloud provider the credentials come from the cloud (drop pullSecrets or set provider: generic)"
 // +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.plainHTTP) || !self.plainHTTP",message="a cloud provider sends credentials over HTTPS only: drop plainHTTP"
@@ -137,6 +137,17 @@ type ArtifactSpec struct {
 	// most 1 MiB; use volume for larger artifacts.
 	// +optional
 	ConfigMap *ConfigMapOutput `json:"configMap,omitempty"`
+
+	// Secret publishes the files into a Secret of this name in the
+	// Artifact's namespace, for sensitive files: certificates, license
+	// files, credentials. Like the ConfigMap output: one key per file
+	// (named by its title), created and owned by the Artifact, at most
+	// 1 MiB. The content never appears in the status, an event or a log
+	// line; the status lists file names, media types, digests and sizes.
+	// Whoever may create Artifacts in a namespace can have Secrets
+	// written there.
+	// +optional
+	Secret *SecretOutput `json:"secret,omitempty"`
 
 	// Volume publishes the files into a PersistentVolumeClaim, for
 	// artifacts too large for a ConfigMap and for directories. A sync Job
@@ -288,6 +299,35 @@ type ConfigMapOutput struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
+}
+
+// SecretOutput names the Secret the files go into, and its type.
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || !self.type.matches('^([a-z0-9-]+\\\\.)*(kubernetes|k8s)\\\\.io/') || self.type in ['kubernetes.io/tls', 'kubernetes.io/dockerconfigjson', 'kubernetes.io/dockercfg', 'kubernetes.io/basic-auth', 'kubernetes.io/ssh-auth']",message="of the built-in Secret types only kubernetes.io/tls, kubernetes.io/dockerconfigjson, kubernetes.io/dockercfg, kubernetes.io/basic-auth and kubernetes.io/ssh-auth can be published (a service account token or bootstrap token cannot)"
+type SecretOutput struct {
+	// Name of the Secret, in the Artifact's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// Type of the Secret. Opaque (the default) takes any files. A
+	// built-in type needs the files its keys require, checked before
+	// anything is written: kubernetes.io/tls needs tls.crt and tls.key;
+	// kubernetes.io/dockerconfigjson needs .dockerconfigjson and
+	// kubernetes.io/dockercfg needs .dockercfg, each a JSON object;
+	// kubernetes.io/basic-auth needs username or password;
+	// kubernetes.io/ssh-auth needs a non-empty ssh-privatekey. Other
+	// files are published beside them. Service account and bootstrap
+	// tokens cannot be published. A type of your own, domain/name
+	// (example.com/license), takes any files. A Secret's type cannot
+	// change: to change it, delete the Secret, which the next sync
+	// creates anew.
+	// +optional
+	// +kubebuilder:default=Opaque
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^(Opaque|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$`
+	Type string `json:"type,omitempty"`
 }
 
 // VolumeOutput names the PersistentVolumeClaim the files go into.

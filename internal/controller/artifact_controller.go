@@ -94,6 +94,9 @@ type ArtifactReconciler struct {
 	refsOnce sync.Once
 	secrets  *refCache[*corev1.Secret]
 	accounts *refCache[*corev1.ServiceAccount]
+	// secretWrites remembers the manager's writes of Secret outputs, so
+	// that an intact one costs no read (secret.go).
+	secretWrites secretWrites
 	// pushEvents carries the Artifacts a registry push made due
 	// (TriggerChanges) into the controller's queue; SetupWithManager
 	// makes it.
@@ -113,6 +116,10 @@ type ArtifactReconciler struct {
 // watch); a sync gets the Secrets and ServiceAccounts it uses one by one,
 // and only the metadata of its claim, from the cache.
 // +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get;list;watch
+// The Secret output (spec.secret) is created, and updated when it drifts
+// or a new digest comes; never deleted: the garbage collector removes it
+// with its Artifact.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=create;update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // A Job of an Artifact that moved in from another shard is relabelled
@@ -224,11 +231,11 @@ type syncOutcome struct {
 	digest string
 	// newDigest: a digest other than the last one was published.
 	newDigest bool
-	// written: the ConfigMap was written, a sync Job put a new digest
+	// written: the ConfigMap or Secret was written, a sync Job put a new digest
 	// live on the claim, or, without an output, a new digest resolved.
 	written bool
 	// bytes of layer content pulled: downloaded by the manager for the
-	// ConfigMap, or by the sync Job that just put a digest live.
+	// ConfigMap or Secret, or by the sync Job that just put a digest live.
 	bytes int64
 	// step is the name of the step that failed, if one did.
 	step string
@@ -246,6 +253,8 @@ func observeSync(ctx context.Context, obj *v1alpha1.Artifact, out *syncOutcome, 
 	switch {
 	case obj.Spec.ConfigMap != nil:
 		metrics.AddPulledBytes(metrics.OutputConfigMap, out.bytes)
+	case obj.Spec.Secret != nil:
+		metrics.AddPulledBytes(metrics.OutputSecret, out.bytes)
 	case obj.Spec.Volume != nil:
 		metrics.AddPulledBytes(metrics.OutputVolume, out.bytes)
 	}

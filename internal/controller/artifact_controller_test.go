@@ -577,7 +577,7 @@ var _ = Describe("Artifact controller", func() {
 		}, ""),
 		Entry("rejects configMap and volume together", func(s *v1alpha1.ArtifactSpec) {
 			s.Volume = &v1alpha1.VolumeOutput{ClaimName: "data"}
-		}, "configMap and volume are alternative outputs: set at most one"),
+		}, "configMap, secret and volume are alternative outputs: set at most one"),
 		Entry("rejects a scheme in the reference", func(s *v1alpha1.ArtifactSpec) {
 			s.Reference = "https://registry.example.com/team/app:v1"
 		}, "reference must not start with a scheme such as https://"),

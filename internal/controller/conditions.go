@@ -65,6 +65,8 @@ func markReady(obj *v1alpha1.Artifact) {
 	switch {
 	case obj.Spec.ConfigMap != nil:
 		msg = "published " + obj.Status.ResolvedReference + " to ConfigMap " + obj.Spec.ConfigMap.Name
+	case obj.Spec.Secret != nil:
+		msg = "published " + obj.Status.ResolvedReference + " to Secret " + obj.Spec.Secret.Name
 	case obj.Spec.Volume != nil:
 		msg = "published " + obj.Status.ResolvedReference + " to claim " + obj.Spec.Volume.ClaimName
 	default:

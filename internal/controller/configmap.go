@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
-	"sort"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +19,7 @@ import (
 
 // maxConfigMapBytes is what the API server accepts in one ConfigMap's
 // data and binaryData together.
-const maxConfigMapBytes = 1 << 20
+const maxConfigMapBytes = maxOutputBytes
 
 // annotationChecksum holds a hash of the ConfigMap's content as ocisync
 // wrote it, so that an edit by someone else is noticed without
@@ -102,46 +100,16 @@ func labelValue(name string) string {
 
 // contentChecksum hashes data and binaryData in a canonical order.
 func contentChecksum(cm *corev1.ConfigMap) string {
-	h := sha256.New()
-	keys := make([]string, 0, len(cm.Data)+len(cm.BinaryData))
-	for k := range cm.Data {
-		keys = append(keys, "d/"+k)
-	}
-	for k := range cm.BinaryData {
-		keys = append(keys, "b/"+k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		var v []byte
-		if k[0] == 'd' {
-			v = []byte(cm.Data[k[2:]])
-		} else {
-			v = cm.BinaryData[k[2:]]
-		}
-		fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(v))
-		h.Write(v)
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return checksumOf(cm.Data, cm.BinaryData)
 }
 
 // checkConfigMapFit refuses, before anything is downloaded, files that a
 // ConfigMap cannot hold.
 func checkConfigMapFit(names []string, total int64) error {
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		if errs := validation.IsConfigMapKey(n); len(errs) > 0 {
-			return stalled(v1alpha1.ReasonSelectorMismatch, "file %q cannot be a ConfigMap key (%s); select other layers with spec.mediaType or use spec.volume", n, errs[0])
-		}
-		// One key would silently hold only the last layer of the title.
-		if seen[n] {
-			return stalled(v1alpha1.ReasonSelectorMismatch, "two selected layers have the title %q, and a ConfigMap holds one value per key; select one of them with spec.mediaType", n)
-		}
-		seen[n] = true
-	}
-	if total > maxConfigMapBytes {
-		return stalled(v1alpha1.ReasonTooLarge, "the selected files hold %d bytes, more than the %d a ConfigMap can; use spec.volume for artifacts this large", total, maxConfigMapBytes)
-	}
-	return nil
+	return checkOutputFit("ConfigMap", fitHint{
+		keys: "select other layers with spec.mediaType or use spec.volume",
+		size: "use spec.volume for artifacts this large",
+	}, names, total)
 }
 
 // ownedConfigMap returns the ConfigMap spec.configMap names, whether it
@@ -166,8 +134,8 @@ func (r *ArtifactReconciler) ownedConfigMap(ctx context.Context, obj *v1alpha1.A
 	if err != nil {
 		return nil, false, transient(v1alpha1.ReasonOutputFailed, "reading ConfigMap %q: %w", obj.Spec.ConfigMap.Name, err)
 	}
-	if owner := metav1.GetControllerOf(cm); owner == nil || owner.UID != obj.UID {
-		return nil, true, transient(v1alpha1.ReasonOutputConflict, "ConfigMap %q already exists and is not owned by this Artifact; it is left alone: delete it or choose another spec.configMap.name", cm.Name)
+	if !controlledBy(cm, obj) {
+		return nil, true, outputConflict("ConfigMap", cm.Name, "spec.configMap.name")
 	}
 	return cm, true, nil
 }
@@ -187,14 +155,7 @@ func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.
 	}
 	labelled := cm.DeepCopy()
 	var changed bool
-	labelled.Labels, changed = r.Scope.relabel(labelled.Labels, obj.Labels)
-	if want := labelValue(obj.Name); labelled.Labels[v1alpha1.LabelArtifactName] != want {
-		if labelled.Labels == nil {
-			labelled.Labels = map[string]string{}
-		}
-		labelled.Labels[v1alpha1.LabelArtifactName] = want
-		changed = true
-	}
+	labelled.Labels, changed = r.labelOutput(cm.Labels, obj)
 	if changed {
 		// A patch of the labels alone: the cached copy has no content to
 		// send back, and one read from the API server needs none sent.
@@ -227,22 +188,7 @@ func (r *ArtifactReconciler) publishConfigMap(ctx context.Context, obj *v1alpha1
 	}
 	updated := current.DeepCopy()
 	updated.Data, updated.BinaryData = desired.Data, desired.BinaryData
-	delete(updated.Annotations, annotationObservedChecksum)
-	updated.OwnerReferences = desired.OwnerReferences
-	if updated.Labels == nil {
-		updated.Labels = map[string]string{}
-	}
-	for k, v := range desired.Labels {
-		updated.Labels[k] = v
-	}
-	// A shard label the Artifact no longer has goes too.
-	updated.Labels, _ = r.Scope.relabel(updated.Labels, obj.Labels)
-	if updated.Annotations == nil {
-		updated.Annotations = map[string]string{}
-	}
-	for k, v := range desired.Annotations {
-		updated.Annotations[k] = v
-	}
+	r.mergeOutputMeta(updated, desired, obj, annotationObservedChecksum)
 	// Update, not patch: the resourceVersion makes a concurrent edit fail
 	// the write instead of being merged into it.
 	if err := r.Update(ctx, updated); err != nil {

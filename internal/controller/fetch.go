@@ -54,8 +54,11 @@ func (r *ArtifactReconciler) fetchStep(ctx context.Context, s *syncState) error 
 // claim's content is the sync Job's, and without an output there is
 // nothing to check.
 func (r *ArtifactReconciler) outputIntact(ctx context.Context, obj *v1alpha1.Artifact, digest string) (bool, error) {
-	if obj.Spec.ConfigMap != nil {
+	switch {
+	case obj.Spec.ConfigMap != nil:
 		return r.configMapIntact(ctx, obj, digest)
+	case obj.Spec.Secret != nil:
+		return r.secretIntact(ctx, obj, digest)
 	}
 	return true, nil
 }

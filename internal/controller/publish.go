@@ -7,16 +7,16 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/blobcache"
 	"github.com/ocisync/ocisync/internal/oci"
 )
 
 // publishStep writes the selected layers to the Artifact's output: a sync
 // Job pulls them onto the claim of spec.volume, or the manager downloads
-// them into the ConfigMap of spec.configMap. Without an output there is
-// nothing to write. Each output is written whole or not at all, so a
-// failure leaves the last good content where it was.
+// them into the ConfigMap of spec.configMap or the Secret of spec.secret.
+// Without an output there is nothing to write. Each output is written
+// whole or not at all, so a failure leaves the last good content where it
+// was.
 func (r *ArtifactReconciler) publishStep(ctx context.Context, s *syncState) error {
 	obj, spec := s.obj, &s.obj.Spec
 	if spec.Volume != nil {
@@ -42,8 +42,11 @@ func (r *ArtifactReconciler) publishStep(ctx context.Context, s *syncState) erro
 			return err
 		}
 	}
-	if spec.ConfigMap != nil {
+	switch {
+	case spec.ConfigMap != nil:
 		return r.publishConfigMapStep(ctx, s)
+	case spec.Secret != nil:
+		return r.publishSecretStep(ctx, s)
 	}
 	return nil
 }
@@ -51,17 +54,11 @@ func (r *ArtifactReconciler) publishStep(ctx context.Context, s *syncState) erro
 // publishConfigMapStep downloads the layers and writes them as the
 // ConfigMap of spec.configMap, after checking that they fit one.
 func (r *ArtifactReconciler) publishConfigMapStep(ctx context.Context, s *syncState) error {
-	names := make([]string, 0, len(s.layers))
-	for _, l := range s.layers {
-		names = append(names, l.Annotations[oci.AnnotationTitle])
-	}
-	if err := checkConfigMapFit(names, s.total); err != nil {
+	if err := checkConfigMapFit(titles(s.layers), s.total); err != nil {
 		return err
 	}
-	for _, l := range s.layers {
-		if l.Annotations[oci.AnnotationUnpack] == "true" {
-			return stalled(v1alpha1.ReasonSelectorMismatch, "layer %q is a directory; a ConfigMap holds only files: select files with spec.mediaType or use spec.volume", l.Annotations[oci.AnnotationTitle])
-		}
+	if err := refuseDirectories("ConfigMap", s.layers); err != nil {
+		return err
 	}
 	// A forced sync downloads again: it is how to get past anything
 	// cached, whatever it is.
@@ -84,8 +81,8 @@ func (r *ArtifactReconciler) publishConfigMapStep(ctx context.Context, s *syncSt
 }
 
 // download fetches and verifies each layer into memory, through cache
-// (nil: straight from the registry). Only the ConfigMap output does this,
-// and it is bounded to 1 MiB in all.
+// (nil: straight from the registry). Only the ConfigMap and Secret
+// outputs do this, and they are bounded to 1 MiB in all.
 func download(ctx context.Context, repo *oci.Repository, layers []ocispec.Descriptor, cache *blobcache.Cache) ([]file, error) {
 	files := make([]file, 0, len(layers))
 	for _, l := range layers {

@@ -16,7 +16,7 @@ func recordStep(_ context.Context, s *syncState) error {
 	spec, st := &s.obj.Spec, &s.obj.Status
 	digest := s.desc.Digest.String()
 	s.out.newDigest = digest != st.Digest
-	if spec.ConfigMap == nil && spec.Volume == nil {
+	if spec.ConfigMap == nil && spec.Secret == nil && spec.Volume == nil {
 		// Without an output, resolving is all a sync does.
 		s.out.written = s.out.newDigest
 	}

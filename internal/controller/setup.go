@@ -42,6 +42,7 @@ const (
 	indexSecretNames    = ".spec.secretNames"
 	indexServiceAccount = ".spec.serviceAccountName"
 	indexClaimName      = ".spec.volume.claimName"
+	indexOutputSecret   = ".spec.secret.name"
 )
 
 // DefaultConcurrentReconciles is how many Artifacts sync at once by
@@ -202,6 +203,14 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Artifacts by PersistentVolumeClaim: %w", err)
 	}
+	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexOutputSecret, func(o client.Object) []string {
+		if s := o.(*v1alpha1.Artifact).Spec.Secret; s != nil {
+			return []string{s.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing Artifacts by output Secret: %w", err)
+	}
 	if err := idx.IndexField(ctx, &v1alpha1.Artifact{}, indexRepository, repositoryOf); err != nil {
 		return fmt.Errorf("indexing Artifacts by repository: %w", err)
 	}
@@ -239,6 +248,11 @@ func (r *ArtifactReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return r.artifactsBy(ctx, o.GetNamespace(), indexClaimName, o.GetName())
 		}), builder.OnlyMetadata, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForSecret), builder.OnlyMetadata).
+		// Drift of a Secret output shows through the same metadata
+		// watch: any version but the manager's own last write.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return r.artifactsBy(ctx, o.GetNamespace(), indexOutputSecret, o.GetName())
+		}), builder.OnlyMetadata, builder.WithPredicates(r.outputSecretChanged())).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.artifactsForServiceAccount), builder.OnlyMetadata).
 		// Registry pushes (TriggerChanges); the queue holds each Artifact
 		// once however many pushes named it meanwhile.
@@ -390,7 +404,8 @@ func (r *ArtifactReconciler) sweepRefsEvery(d time.Duration) func(context.Contex
 }
 
 // sweepRefs drops the kept ServiceAccounts no Artifact names, then the
-// kept Secrets that neither an Artifact nor a kept ServiceAccount names.
+// kept Secrets that neither an Artifact nor a kept ServiceAccount names,
+// and the remembered writes of Secret outputs no Artifact names any more.
 // Lookups go through the Artifact indexes of the cache; one that fails
 // keeps the entry.
 func (r *ArtifactReconciler) sweepRefs(ctx context.Context) {
@@ -415,5 +430,8 @@ func (r *ArtifactReconciler) sweepRefs(ctx context.Context) {
 			}
 		}
 		return false
+	})
+	r.secretWrites.sweep(func(key types.NamespacedName) bool {
+		return used(key.Namespace, indexOutputSecret, key.Name)
 	})
 }

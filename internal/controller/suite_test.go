@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -107,7 +109,11 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	By("starting the manager with the Artifact reconciler")
-	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// Everything the manager logs, client-go's klog output too (as
+	// ocisync manager routes it), also goes to managerLog, for the specs
+	// that scan it.
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, managerLog)), zap.UseDevMode(true)))
+	klog.SetLogger(ctrl.Log)
 	// Every request of the manager is counted, so that specs can check
 	// which reads reach the API server.
 	mgrConfig := rest.CopyConfig(cfg)

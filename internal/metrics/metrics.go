@@ -46,6 +46,7 @@ const (
 // Outputs: the values of the output label of the pulled bytes.
 const (
 	OutputConfigMap = "configmap"
+	OutputSecret    = "secret"
 	OutputVolume    = "volume"
 )
 
@@ -75,7 +76,7 @@ var (
 
 	pulledBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ocisync_pulled_bytes_total",
-		Help: "Bytes of verified layer content pulled for Artifacts, by output: downloaded by the manager for configmap, and for volume pulled by a sync Job (counted when the manager sees the Job publish a new digest).",
+		Help: "Bytes of verified layer content pulled for Artifacts, by output: downloaded by the manager for configmap and secret, and for volume pulled by a sync Job (counted when the manager sees the Job publish a new digest).",
 	}, []string{"output"})
 
 	registryRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -129,6 +130,7 @@ var registerOnce = sync.OnceFunc(func() {
 	syncDuration.WithLabelValues(ResultPending)
 	syncDuration.WithLabelValues(ResultFailed)
 	pulledBytes.WithLabelValues(OutputConfigMap)
+	pulledBytes.WithLabelValues(OutputSecret)
 	pulledBytes.WithLabelValues(OutputVolume)
 	for _, r := range []string{CacheHit, CacheMiss, CacheBypass} {
 		blobCacheLookups.WithLabelValues(r)
