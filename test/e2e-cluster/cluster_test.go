@@ -103,6 +103,102 @@ spec:
 		}
 	})
 
+	Context("rolling out workloads on change", func() {
+		const ns = "e2e-rollout"
+
+		// consumer is a Deployment whose one container prints the files of
+		// the volume at /config when it starts, then sleeps: new content
+		// reaches it only through a new Pod.
+		consumer := func(name, volume string) string {
+			return fmt.Sprintf(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %s, namespace: %s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      %s
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: consumer
+        image: %s
+        args: [show, /config]
+        %s
+        volumeMounts: [{name: config, mountPath: /config}]
+      volumes:
+      - name: config
+        %s
+`, name, ns, name, name, podSecurity, testtoolsImage, containerSecurity, volume)
+		}
+		// podsOf names the Pods of a consumer, running or not.
+		podsOf := func(app string) []string {
+			return nonEmpty(kubectl("-n", ns, "get", "pods", "-l", "app="+app, "-o", `jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}`))
+		}
+		// readsAll: the consumer's current Pods' logs hold every file.
+		readsAll := func(app string, files map[string]string) func(g Gomega) {
+			return func(g Gomega) {
+				logs := podLogs(ns, "app="+app)
+				for name, content := range files {
+					g.Expect(logs).To(ContainSubstring(fmt.Sprintf("== %s %d\n%s\n", name, len(content), content)))
+				}
+			}
+		}
+
+		It("restarts a Deployment mounting the ConfigMap and one mounting the Secret when a new version is published, and their new Pods read it", func() {
+			namespace(ns)
+			v1 := map[string]string{"app.conf": "version = 1\n", "token.txt": "license-v1\n"}
+			v2 := map[string]string{"app.conf": "version = 2\n", "token.txt": "license-v2\n"}
+			d1 := pushFiles("e2e/rollout", "live", v1)
+			apply(artifactYAML(ns, "cfg", reg.Ref("e2e/rollout", "live"), `configMap: {name: app-config}
+  rollout: {workloads: [{kind: Deployment, name: cm-consumer}]}`))
+			apply(artifactYAML(ns, "sec", reg.Ref("e2e/rollout", "live"), `secret: {name: app-secret}
+  rollout: {workloads: [{kind: Deployment, name: secret-consumer}]}`))
+			Expect(waitReady(ns, "cfg", 2*time.Minute)).To(Equal(d1))
+			Expect(waitReady(ns, "sec", 2*time.Minute)).To(Equal(d1))
+
+			// Created after the publication: annotated when they appear, and
+			// their first Pods read v1.
+			apply(consumer("cm-consumer", `configMap: {name: app-config}`))
+			apply(consumer("secret-consumer", `secret: {secretName: app-secret}`))
+			for _, app := range []string{"cm-consumer", "secret-consumer"} {
+				Eventually(func() string {
+					return jsonpath(ns, "deployment/"+app, `.spec.template.metadata.annotations`)
+				}, time.Minute, time.Second).Should(ContainSubstring(d1), "%s was not annotated with the published digest when it appeared", app)
+				kubectl("-n", ns, "rollout", "status", "deployment/"+app, "--timeout=2m")
+				Eventually(readsAll(app, v1), time.Minute, time.Second).Should(Succeed())
+			}
+			before := map[string][]string{"cm-consumer": podsOf("cm-consumer"), "secret-consumer": podsOf("secret-consumer")}
+
+			d2 := pushFiles("e2e/rollout", "live", v2)
+			Expect(d2).NotTo(Equal(d1))
+			now := time.Now().Format(time.RFC3339Nano)
+			kubectl("-n", ns, "annotate", "--overwrite", "artifact/cfg", "artifact/sec", "reconcile.ocisync.io/requestedAt="+now)
+			for _, a := range []string{"cfg", "sec"} {
+				Eventually(func() string { return jsonpath(ns, "artifact/"+a, ".status.digest") }, 2*time.Minute, time.Second).Should(Equal(d2))
+			}
+			for _, app := range []string{"cm-consumer", "secret-consumer"} {
+				Eventually(func() string {
+					return jsonpath(ns, "deployment/"+app, `.spec.template.metadata.annotations`)
+				}, time.Minute, time.Second).Should(ContainSubstring(d2))
+				kubectl("-n", ns, "rollout", "status", "deployment/"+app, "--timeout=2m")
+				// Only the new ReplicaSet's Pod is left once the rollout is
+				// done, and it is not one of the Pods that read v1.
+				Eventually(func() []string { return podsOf(app) }, time.Minute, time.Second).Should(And(HaveLen(1), Not(ContainElements(before[app]))))
+				Eventually(readsAll(app, v2), time.Minute, time.Second).Should(Succeed(), "the new Pod of %s did not read v2; its logs:\n%s", app, podLogs(ns, "app="+app))
+				Expect(podLogs(ns, "app="+app)).NotTo(ContainSubstring("version = 1"))
+			}
+			// One rollout per digest: the template holds d2 and the
+			// Deployment's generation moved once for each digest (created,
+			// d1 annotation, d2 annotation at most).
+			for _, app := range []string{"cm-consumer", "secret-consumer"} {
+				Expect(strings.Count(jsonpath(ns, "deployment/"+app, `.spec.template.metadata.annotations`), "sha256:")).To(Equal(1))
+			}
+		})
+	})
+
 	Context("with volume output, in a namespace that enforces Pod Security restricted", Ordered, func() {
 		const ns = "e2e-volume"
 		v1 := versionFiles("v1", map[string]string{"data/a.txt": "alpha 1\n", "data/b.txt": strings.Repeat("bravo 1\n", 5000)})
