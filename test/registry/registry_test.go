@@ -247,6 +247,10 @@ func TestStopAndRestart(t *testing.T) {
 
 			if tt.stop {
 				r.Stop(t)
+				// A pooled connection would see the stop as an EOF, or not
+				// at all until its next read: dial anew, and find the port
+				// closed.
+				c.CloseIdleConnections()
 				if code, _, err := do(http.MethodGet, "/v2/", ""); err == nil {
 					t.Fatalf("GET /v2/ after Stop answered %d, want the connection refused", code)
 				} else if !strings.Contains(err.Error(), "connection refused") {
