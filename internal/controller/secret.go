@@ -37,7 +37,7 @@ import (
 // Nothing of a Secret's content goes into an error, a log line, an
 // event or the status: messages name the Secret, its type and file names
 // (keys), never values, and the API server's own messages about a
-// rejected write are left out (secretWriteError).
+// rejected write are left out (secretAPIError).
 
 // fitSecret is what to do about files a Secret cannot take.
 var fitSecret = fitHint{
@@ -56,7 +56,7 @@ func secretType(obj *v1alpha1.Artifact) corev1.SecretType {
 // checkSecretType refuses, before anything is downloaded, files that
 // lack a key the Secret type t requires, as the API server would refuse
 // them; names are the files' titles. Types of the kubernetes.io domains
-// other than those whose keys it knows are refused, as the API refuses
+// other than those whose keys it knows are refused, as the CRD refuses
 // them: a service account token Secret would have a token minted into
 // it.
 func checkSecretType(t corev1.SecretType, names []string) error {
