@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -54,7 +55,7 @@ func (s *awsSource) config(ctx context.Context, region string) (aws.Config, erro
 		return cfg, nil
 	}
 	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(s.c.hc),
+		config.WithHTTPClient(awsHTTPClient(s.c.hc)),
 		config.WithRetryMaxAttempts(awsRetryAttempts),
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
@@ -71,6 +72,44 @@ func (s *awsSource) config(ctx context.Context, region string) (aws.Config, erro
 	}
 	s.configs[region] = cfg
 	return cfg, nil
+}
+
+// awsHTTPClient is hc as the SDK's BuildableClient, on a copy of hc's
+// transport (its proxy, dialer restrictions and TLS settings) and with its
+// timeout: the SDK adds the roots of AWS_CA_BUNDLE (or a profile's
+// ca_bundle) to such a client only, and refuses to load its configuration
+// with any other when one is set. A client whose transport is not an
+// *http.Transport is used as it is, and then AWS_CA_BUNDLE cannot work.
+func awsHTTPClient(hc *http.Client) aws.HTTPClient {
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	base, ok := rt.(*http.Transport)
+	if !ok || hc.Jar != nil || hc.CheckRedirect != nil {
+		return hc
+	}
+	return awshttp.NewBuildableClient().WithTimeout(hc.Timeout).WithTransportOptions(func(tr *http.Transport) {
+		c := base.Clone()
+		tr.Proxy = c.Proxy
+		tr.OnProxyConnectResponse = c.OnProxyConnectResponse
+		tr.ProxyConnectHeader = c.ProxyConnectHeader
+		tr.GetProxyConnectHeader = c.GetProxyConnectHeader
+		tr.DialContext = c.DialContext
+		tr.DialTLSContext = c.DialTLSContext
+		tr.TLSClientConfig = c.TLSClientConfig
+		tr.TLSHandshakeTimeout = c.TLSHandshakeTimeout
+		tr.DisableKeepAlives = c.DisableKeepAlives
+		tr.DisableCompression = c.DisableCompression
+		tr.MaxIdleConns = c.MaxIdleConns
+		tr.MaxIdleConnsPerHost = c.MaxIdleConnsPerHost
+		tr.MaxConnsPerHost = c.MaxConnsPerHost
+		tr.IdleConnTimeout = c.IdleConnTimeout
+		tr.ResponseHeaderTimeout = c.ResponseHeaderTimeout
+		tr.ExpectContinueTimeout = c.ExpectContinueTimeout
+		tr.MaxResponseHeaderBytes = c.MaxResponseHeaderBytes
+		tr.ForceAttemptHTTP2 = c.ForceAttemptHTTP2
+	})
 }
 
 func (s *awsSource) fetch(ctx context.Context, cloudHost, host string, id *Identity) (auth.Credential, time.Time, error) {

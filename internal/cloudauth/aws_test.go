@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -367,4 +368,50 @@ func TestAWSRetryAfterRegistryRefusal(t *testing.T) {
 		t.Fatal("an identity failure counted as a registry refusal")
 	}
 	_ = auth.Credential{}
+}
+
+// TestAWSCABundle: with AWS_CA_BUNDLE set, as on hosts whose AWS
+// endpoints sit behind a TLS proxy, the SDK adds its roots to our client
+// (it refused to load its configuration with a plain *http.Client) and
+// keeps our dial restrictions.
+func TestAWSCABundle(t *testing.T) {
+	f := newFakeAWS(t)
+	f.irsaManager(t)
+	sts := newEndpoint(t, true, f.serveSTS)
+	ecr := newEndpoint(t, true, f.serveECR)
+	t.Setenv("AWS_ENDPOINT_URL_STS", sts.URL())
+	t.Setenv("AWS_ENDPOINT_URL_ECR", ecr.URL())
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "ca.pem")
+	var pemData []byte
+	for _, e := range []*endpoint{sts, ecr} {
+		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.srv.Certificate().Raw})...)
+	}
+	if err := os.WriteFile(bundle, pemData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	cred, err := c.Get(context.Background(), ecrHostName, nil)
+	if err != nil || cred.Password != "ecr-password-1" {
+		t.Fatalf("Get with AWS_CA_BUNDLE: %q %v", cred.Password, err)
+	}
+	if sts.hits.Load() == 0 || ecr.hits.Load() == 0 {
+		t.Fatal("the TLS endpoints were not asked")
+	}
+
+	// The dial restrictions of our client still hold: a host name is
+	// refused by the loopback-only dialer before any DNS look-up.
+	t.Setenv("AWS_ENDPOINT_URL_ECR", strings.Replace(ecr.URL(), "127.0.0.1", "localhost", 1))
+	c2, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	_, err = c2.Get(context.Background(), ecrHostName, nil)
+	mustClass(t, err, ErrUnavailable, []string{"ECR GetAuthorizationToken", "loopback only"})
+
+	// A bundle that is not PEM fails clearly, as the SDK has it.
+	if err := os.WriteFile(bundle, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c3, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	_, err = c3.Get(context.Background(), ecrHostName, nil)
+	mustClass(t, err, ErrAuthFailed, []string{"loading the AWS configuration", "CA bundle"})
 }

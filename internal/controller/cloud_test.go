@@ -217,8 +217,9 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		dir := GinkgoT().TempDir()
 		tokenFile := filepath.Join(dir, "token")
 		Expect(os.WriteFile(tokenFile, []byte(managerWebToken), 0o600)).To(Succeed())
-		// What EKS sets in a Pod with IRSA, and nothing of this machine.
-		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CA_BUNDLE"} {
+		// What EKS sets in a Pod with IRSA, and no credentials of this
+		// machine (its AWS_CA_BUNDLE, if any, stays: it only adds roots).
+		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
 			os.Unsetenv(k)
 		}
 		setenv(map[string]string{
