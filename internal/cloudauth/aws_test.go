@@ -180,13 +180,13 @@ func TestAWSManagerIdentityIRSA(t *testing.T) {
 		t.Errorf("ECR signed for region %q", f.ecrRegion[0])
 	}
 	// Cached: no request for the next syncs.
-	stsHits, ecrHits := f.sts.hits.Load(), f.ecr.hits.Load()
+	stsHits, ecrHits := f.sts.Hits.Load(), f.ecr.Hits.Load()
 	for range 5 {
 		if cred, err = c.CredentialFunc(nil)(ctx, ecrHostName); err != nil || cred.Password != "ecr-password-1" {
 			t.Fatalf("cached get: %v %v", cred, err)
 		}
 	}
-	if f.sts.hits.Load() != stsHits || f.ecr.hits.Load() != ecrHits {
+	if f.sts.Hits.Load() != stsHits || f.ecr.Hits.Load() != ecrHits {
 		t.Fatal("cached credential was fetched again")
 	}
 	// Renewed shortly before its 12 hours run out.
@@ -222,7 +222,7 @@ func TestAWSHostMismatchSendsNothing(t *testing.T) {
 			t.Errorf("CheckHost(%q) = %v", h, err)
 		}
 	}
-	if n := f.sts.hits.Load() + f.ecr.hits.Load(); n != 0 {
+	if n := f.sts.Hits.Load() + f.ecr.Hits.Load(); n != 0 {
 		t.Fatalf("%d requests for refused hosts", n)
 	}
 }
@@ -261,7 +261,7 @@ func TestAWSWrongAudienceIsAuthenticationFailure(t *testing.T) {
 	id, _ := NewIdentity(AWS, "team-a", "puller", map[string]string{AnnotationAWSRoleARN: testRoleARN}, (&saTokens{}).fn("team-a", "puller"))
 	_, err := c.Get(context.Background(), ecrHostName, id)
 	mustClass(t, err, ErrAuthFailed, []string{"STS AssumeRoleWithWebIdentity", "Incorrect token audience"}, saToken("team-a", "puller", AudienceAWSSTS))
-	if f.ecr.hits.Load() != 0 {
+	if f.ecr.Hits.Load() != 0 {
 		t.Fatal("ECR asked without credentials")
 	}
 }
@@ -299,19 +299,19 @@ func TestAWSEndpointDownIsUnavailableThenRecovers(t *testing.T) {
 	f := newFakeAWS(t)
 	f.irsaManager(t)
 	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
-	f.sts.down()
+	f.sts.Down()
 	_, err := c.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrUnavailable, []string{"aws:", ecrHostName})
-	f.sts.up()
+	f.sts.Up()
 	if cred, err := c.Get(context.Background(), ecrHostName, nil); err != nil || cred.Password == "" {
 		t.Fatalf("after STS came back: %v", err)
 	}
 	// ECR down after the identity was had.
-	f.ecr.down()
+	f.ecr.Down()
 	c2, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
 	_, err = c2.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrUnavailable, []string{"aws: ECR GetAuthorizationToken for " + ecrHostName})
-	f.ecr.up()
+	f.ecr.Up()
 	if _, err := c2.Get(context.Background(), ecrHostName, nil); err != nil {
 		t.Fatalf("after ECR came back: %v", err)
 	}
@@ -385,7 +385,7 @@ func TestAWSCABundle(t *testing.T) {
 	bundle := filepath.Join(dir, "ca.pem")
 	var pemData []byte
 	for _, e := range []*endpoint{sts, ecr} {
-		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.srv.Certificate().Raw})...)
+		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.Certificate().Raw})...)
 	}
 	if err := os.WriteFile(bundle, pemData, 0o600); err != nil {
 		t.Fatal(err)
@@ -396,7 +396,7 @@ func TestAWSCABundle(t *testing.T) {
 	if err != nil || cred.Password != "ecr-password-1" {
 		t.Fatalf("Get with AWS_CA_BUNDLE: %q %v", cred.Password, err)
 	}
-	if sts.hits.Load() == 0 || ecr.hits.Load() == 0 {
+	if sts.Hits.Load() == 0 || ecr.Hits.Load() == 0 {
 		t.Fatal("the TLS endpoints were not asked")
 	}
 
