@@ -34,6 +34,10 @@ type GCP struct {
 	// OnToken, if set, is called with each access token handed out
 	// (under the fake's lock), e.g. to make a registry accept it.
 	OnToken func(token string)
+	// ExpiresIn, if set, is the lifetime of each access token handed out
+	// (nil: just under an hour); a test whose credentials run on a clock
+	// of its own makes it end an hour after that clock's now.
+	ExpiresIn func() time.Duration
 
 	mu         sync.Mutex
 	n          int
@@ -85,6 +89,13 @@ func (f *GCP) token(kind string) string {
 	return tok
 }
 
+func (f *GCP) expiresIn() int {
+	if f.ExpiresIn != nil {
+		return int(f.ExpiresIn().Seconds())
+	}
+	return 3599
+}
+
 func (f *GCP) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Metadata-Flavor") != "Google" {
 		http.Error(w, "missing Metadata-Flavor", http.StatusForbidden)
@@ -107,7 +118,7 @@ func (f *GCP) serveMetadata(w http.ResponseWriter, r *http.Request) {
 			http.NotFound(w, r)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": f.token("gke-access"), "expires_in": 3599, "token_type": "Bearer"})
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": f.token("gke-access"), "expires_in": f.expiresIn(), "token_type": "Bearer"})
 	default:
 		http.NotFound(w, r)
 	}
@@ -127,7 +138,7 @@ func (f *GCP) serveSTS(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"access_token": f.token("federated"), "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
-		"token_type": "Bearer", "expires_in": 3600,
+		"token_type": "Bearer", "expires_in": f.expiresIn(),
 	})
 }
 
@@ -140,5 +151,5 @@ func (f *GCP) serveIAM(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied","status":"PERMISSION_DENIED"}}`)
 		return
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"accessToken": f.token("impersonated"), "expireTime": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+	_ = json.NewEncoder(w).Encode(map[string]any{"accessToken": f.token("impersonated"), "expireTime": time.Now().Add(time.Duration(f.expiresIn()) * time.Second).UTC().Format(time.RFC3339)})
 }
