@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -187,7 +186,7 @@ func (s *awsSource) identityCredentials(ctx context.Context, cfg aws.Config, hos
 		})
 		return aws.NewCredentialsCache(p), nil
 	}
-	uri := os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+	uri := s.c.getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 	if uri == "" {
 		return nil, &Error{Provider: AWS, Host: host, Step: "reading the cloud identity of " + id.String(), Kind: ErrUnsupported,
 			Err: fmt.Errorf("the ServiceAccount has no %s annotation, and the manager does not run where the EKS Pod Identity agent is (AWS_CONTAINER_CREDENTIALS_FULL_URI is unset); annotate the ServiceAccount with the IAM role to assume, or install the EKS Pod Identity Agent add-on and associate the manager", AnnotationAWSRoleARN)}

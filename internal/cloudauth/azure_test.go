@@ -133,3 +133,28 @@ func TestAzureExchangeRefusedAndDown(t *testing.T) {
 		t.Fatalf("after the exchange came back: %v", err)
 	}
 }
+
+// TestAzureGetenv: Options.Getenv, not the process environment, names
+// the authority and the manager's workload identity.
+func TestAzureGetenv(t *testing.T) {
+	f := newFakeAzure(t)
+	env := map[string]string{"AZURE_AUTHORITY_HOST": f.AuthorityHost(), "AZURE_TENANT_ID": azTenant, "AZURE_CLIENT_ID": azClient}
+	t.Setenv("AZURE_AUTHORITY_HOST", "")
+	t.Setenv("AZURE_TENANT_ID", "")
+	assertion := saToken("ocisync-system", "ocisync-manager", AudienceAzure)
+	env["AZURE_FEDERATED_TOKEN_FILE"] = filepath.Join(t.TempDir(), "azure-identity-token")
+	if err := os.WriteFile(env["AZURE_FEDERATED_TOKEN_FILE"], []byte(assertion), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.Federate(azClient, cloudtest.ServiceAccountSubject("ocisync-system", "ocisync-manager"))
+	o := f.options()
+	o.Getenv = func(k string) string { return env[k] }
+	c, _ := New(Azure, o)
+	cred, err := c.Get(context.Background(), acrHostName, nil)
+	if err != nil || cred.IdentityToken == "" {
+		t.Fatalf("Get: %v", err)
+	}
+	if f.AAD.Hits.Load() == 0 {
+		t.Fatal("the fake authority was not asked")
+	}
+}

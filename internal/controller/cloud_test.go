@@ -643,16 +643,18 @@ var _ = Describe("Artifact with provider azure", Ordered, func() {
 		fake.Federate(managerClient, cloudtest.ServiceAccountSubject("ocisync-system", "ocisync-manager"))
 		tokenFile := filepath.Join(GinkgoT().TempDir(), "azure-identity-token")
 		Expect(os.WriteFile(tokenFile, []byte(managerJWT), 0o600)).To(Succeed())
-		// What Azure Workload Identity sets in the manager's Pod (the SDK
-		// reads it from the environment), and nothing of this machine.
+		// What Azure Workload Identity sets in the manager's Pod, through
+		// Options.Getenv: the process environment keeps none of it, and
+		// nothing of this machine's.
 		unsetenv("AZURE_", "IDENTITY_", "IMDS_", "MSI_")
-		setenv(map[string]string{
+		env := map[string]string{
 			"AZURE_AUTHORITY_HOST":       fake.AuthorityHost(),
 			"AZURE_FEDERATED_TOKEN_FILE": tokenFile,
 			"AZURE_CLIENT_ID":            managerClient,
 			"AZURE_TENANT_ID":            tenant,
-		})
+		}
 		setCloudOptions(cloudauth.Options{
+			Getenv:                        func(k string) string { return env[k] },
 			HTTPClient:                    cloudtest.LoopbackClient(fake.Pool),
 			Now:                           fx.clock.Now,
 			HostAliases:                   map[string]string{fx.registry.Host: acrHost},
