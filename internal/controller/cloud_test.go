@@ -1,11 +1,8 @@
 package controller
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -58,112 +55,11 @@ func (c *cloudClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// fakeAWS is STS and ECR on loopback. STS accepts the manager's web
-// identity token and any ServiceAccount token of audience
-// sts.amazonaws.com for the role its ServiceAccount is allowed; ECR
-// hands out passwords that the cloud registry's token issuer then
-// accepts, the newest only.
-type fakeAWS struct {
-	sts, ecr *httptest.Server
-	registry *registrytest.Registry
-	clock    *cloudClock // ECR's tokens expire 12 hours after its now
-
-	mu        sync.Mutex
-	keys      map[string]bool
-	roles     map[string]string // "ns:name" of a ServiceAccount -> role it may assume
-	n         int
-	down      bool
-	subjects  []string // the ServiceAccount subjects STS saw
-	ecrHits   atomic.Int64
-	passwords []string
-}
-
 const (
 	managerWebToken = "manager-web-identity-token"
 	managerRole     = "arn:aws:iam::123456789012:role/ocisync-manager"
 	tenantRole      = "arn:aws:iam::123456789012:role/team-puller"
 )
-
-func (f *fakeAWS) serveSTS(w http.ResponseWriter, r *http.Request) {
-	_ = r.ParseForm()
-	tok, role := r.PostForm.Get("WebIdentityToken"), r.PostForm.Get("RoleArn")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ok := tok == managerWebToken && role == managerRole
-	if !ok {
-		// A ServiceAccount token: its claims, unverified (the API server
-		// signed it), must name audience sts.amazonaws.com and a
-		// ServiceAccount allowed the role.
-		var claims struct {
-			Aud []string `json:"aud"`
-			Sub string   `json:"sub"`
-		}
-		if parts := strings.Split(tok, "."); len(parts) == 3 {
-			if raw, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
-				_ = json.Unmarshal(raw, &claims)
-			}
-		}
-		f.subjects = append(f.subjects, claims.Sub)
-		sa := strings.TrimPrefix(claims.Sub, "system:serviceaccount:")
-		ok = len(claims.Aud) == 1 && claims.Aud[0] == cloudauth.AudienceAWSSTS && f.roles[sa] == role && role != ""
-	}
-	if !ok {
-		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Incorrect token audience</Message></Error><RequestId>r</RequestId></ErrorResponse>`)
-		return
-	}
-	f.n++
-	id := fmt.Sprintf("ASIAFAKE%08d", f.n)
-	f.keys[id] = true
-	w.Header().Set("Content-Type", "text/xml")
-	fmt.Fprintf(w, `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>
-<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>secret-%s</SecretAccessKey><SessionToken>session-%s</SessionToken><Expiration>%s</Expiration></Credentials>
-<AssumedRoleUser><Arn>%s/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser><SubjectFromWebIdentityToken>sub</SubjectFromWebIdentityToken>
-</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
-		id, id, id, time.Now().Add(time.Hour).UTC().Format(time.RFC3339), role)
-}
-
-func (f *fakeAWS) serveECR(w http.ResponseWriter, r *http.Request) {
-	f.ecrHits.Add(1)
-	_, cred, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
-	key := strings.Split(cred, "/")[0]
-	f.mu.Lock()
-	down, known := f.down, f.keys[key]
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	switch {
-	case down:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprint(w, `{"__type":"ServerException","message":"unavailable"}`)
-		return
-	case !known:
-		w.WriteHeader(http.StatusForbidden)
-		fmt.Fprint(w, `{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}`)
-		return
-	}
-	pass := f.rotate()
-	exp := float64(f.clock.Now().Add(12*time.Hour).UnixMilli()) / 1000
-	fmt.Fprintf(w, `{"authorizationData":[{"authorizationToken":%q,"expiresAt":%f,"proxyEndpoint":"https://%s"}]}`,
-		base64.StdEncoding.EncodeToString([]byte("AWS:"+pass)), exp, ecrHost)
-}
-
-// rotate makes a new ECR password the only one the registry accepts, as
-// if the one handed out before had expired.
-func (f *fakeAWS) rotate() string {
-	f.mu.Lock()
-	pass := fmt.Sprintf("ecr-password-%d-%d", len(f.passwords)+1, time.Now().UnixNano())
-	f.passwords = append(f.passwords, pass)
-	f.mu.Unlock()
-	f.registry.Tokens.SetPassword("AWS", pass)
-	return pass
-}
-
-func (f *fakeAWS) setDown(down bool) {
-	f.mu.Lock()
-	f.down = down
-	f.mu.Unlock()
-}
 
 // setenv sets the environment variables for the rest of the suite.
 func setenv(kv map[string]string) {
@@ -180,23 +76,9 @@ func setenv(kv map[string]string) {
 	}
 }
 
-// loopbackOnly is an HTTP client that dials nothing but loopback.
-func loopbackOnly() *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, _, err := net.SplitHostPort(addr)
-			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-				return nil, fmt.Errorf("test: refusing to dial %s (loopback only)", addr)
-			}
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
-}
-
 var _ = Describe("Artifact with provider aws", Ordered, func() {
 	var (
-		f        *fakeAWS
+		f        *cloudtest.AWS
 		registry *registrytest.Registry
 		clock    = &cloudClock{}
 		ns, repo string
@@ -210,11 +92,14 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 			Auth: registrytest.AuthToken, TLS: true,
 			Users: []registrytest.User{{Name: "AWS", Password: "not-handed-out-yet"}},
 		})
-		f = &fakeAWS{registry: registry, clock: clock, keys: map[string]bool{}, roles: map[string]string{}}
-		f.sts = httptest.NewServer(http.HandlerFunc(f.serveSTS))
-		f.ecr = httptest.NewServer(http.HandlerFunc(f.serveECR))
-		DeferCleanup(f.sts.Close)
-		DeferCleanup(f.ecr.Close)
+		// STS accepts the manager's web identity token, and the
+		// ServiceAccount tokens it is told to; ECR's passwords expire 12
+		// hours after the credentials' now, and the registry's token
+		// issuer accepts the newest only.
+		f = cloudtest.NewAWS(GinkgoT(), ecrHost)
+		f.Now = clock.Now
+		f.OnPassword = func(pass string) { registry.Tokens.SetPassword("AWS", pass) }
+		f.Accept(managerWebToken, managerRole)
 		dir := GinkgoT().TempDir()
 		tokenFile := filepath.Join(dir, "token")
 		Expect(os.WriteFile(tokenFile, []byte(managerWebToken), 0o600)).To(Succeed())
@@ -227,21 +112,21 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 			"AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile,
 			"AWS_ROLE_ARN":                managerRole,
 			"AWS_REGION":                  "us-west-2",
-			"AWS_ENDPOINT_URL_STS":        f.sts.URL,
-			"AWS_ENDPOINT_URL_ECR":        f.ecr.URL,
+			"AWS_ENDPOINT_URL_STS":        f.STS.URL(),
+			"AWS_ENDPOINT_URL_ECR":        f.ECR.URL(),
 			"AWS_EC2_METADATA_DISABLED":   "true",
 			"AWS_CONFIG_FILE":             filepath.Join(dir, "no-config"),
 			"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "no-credentials"),
 		})
 		suiteCloud.mu.Lock()
 		suiteCloud.Options = cloudauth.Options{
-			HTTPClient:  loopbackOnly(),
+			HTTPClient:  cloudtest.LoopbackClient(nil),
 			Now:         clock.Now,
 			HostAliases: map[string]string{registry.Host: ecrHost},
 		}
 		suiteCloud.mu.Unlock()
 
-		pass := f.rotate()
+		pass := f.Rotate()
 		pusher := newPushClient(oci.Options{
 			Transport:   transport.Options{CAFile: registry.CAFile},
 			Credentials: auth.StaticCredential(registry.Host, auth.Credential{Username: "AWS", Password: pass}),
@@ -277,29 +162,29 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		expectPublished(ns, registry.Host, repo, "v1", desc, m, m.Layers, contents)
 
 		By("keeping the ECR token for the next syncs")
-		hits := f.ecrHits.Load()
+		hits := f.ECR.Hits.Load()
 		resync("cached")
-		Expect(f.ecrHits.Load()).To(Equal(hits), "a cached ECR token is used again")
+		Expect(f.ECR.Hits.Load()).To(Equal(hits), "a cached ECR token is used again")
 
 		By("renewing it once it is about to expire")
 		clock.Add(12 * time.Hour)
 		resync("expired")
-		Expect(f.ecrHits.Load()).To(Equal(hits+1), "an expired ECR token is renewed")
+		Expect(f.ECR.Hits.Load()).To(Equal(hits+1), "an expired ECR token is renewed")
 		Expect(readyMessage(getArtifact(ns))).NotTo(BeEmpty())
 
 		By("recovering within one sync from a token the registry refuses")
 		// The manager's ECR token is no longer accepted; another
 		// repository needs a registry token, which the token issuer
 		// refuses for it.
-		f.rotate()
-		hits = f.ecrHits.Load()
+		f.Rotate()
+		hits = f.ECR.Hits.Load()
 		readySince := apimeta.FindStatusCondition(getArtifact(ns).Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime
 		updateSpec(ns, func(s *v1alpha1.ArtifactSpec) { s.Reference = registry.Ref(repo+"2", "v1") })
 		Eventually(func() string { return getArtifact(ns).Status.ResolvedReference }).Should(ContainSubstring(repo + "2"))
 		a := getArtifact(ns)
 		Expect(apimetaReady(a)).To(BeTrue(), "the sync that met the refused token succeeded: %v", a.Status.Conditions)
 		Expect(apimeta.FindStatusCondition(a.Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime).To(Equal(readySince), "Ready never went False")
-		Expect(f.ecrHits.Load()).To(Equal(hits+1), "one new ECR token")
+		Expect(f.ECR.Hits.Load()).To(Equal(hits+1), "one new ECR token")
 		refused := 0
 		for _, tr := range registry.Tokens.Requests() {
 			if tr.Status == http.StatusUnauthorized {
@@ -309,19 +194,17 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		Expect(refused).To(BeNumerically(">=", 1), "the token issuer refused the old ECR token")
 
 		By("revealing no token in status, events or the log")
-		f.mu.Lock()
-		secrets := append([]string{managerWebToken}, f.passwords...)
-		f.mu.Unlock()
+		secrets := append([]string{managerWebToken}, f.Passwords()...)
 		expectNoCloudSecret(ns, secrets)
 	})
 
 	It("reports an ECR outage as RegistryUnavailable and recovers", func() {
-		f.setDown(true)
+		f.SetECRDown(true)
 		clock.Add(12 * time.Hour) // the cached token is due for renewal
 		createArtifact(ns, awsSpec())
 		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
 		Expect(readyMessage(a)).To(And(ContainSubstring("aws"), ContainSubstring("ECR GetAuthorizationToken"), ContainSubstring(registry.Host)))
-		f.setDown(false)
+		f.SetECRDown(false)
 		waitReady(ns, desc.Digest)
 	})
 
@@ -340,13 +223,9 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		Expect(readyMessage(a)).To(And(ContainSubstring("STS AssumeRoleWithWebIdentity"), ContainSubstring("ServiceAccount "+ns+"/puller"), ContainSubstring(tenantRole)))
 
 		By("allowing the ServiceAccount the role")
-		f.mu.Lock()
-		f.roles[ns+":puller"] = tenantRole
-		f.mu.Unlock()
+		f.AllowRole(cloudtest.ServiceAccountSubject(ns, "puller"), tenantRole)
 		waitReady(ns, desc.Digest)
-		f.mu.Lock()
-		Expect(f.subjects).To(ContainElement("system:serviceaccount:" + ns + ":puller"))
-		f.mu.Unlock()
+		Expect(f.Subjects()).To(ContainElement(cloudtest.ServiceAccountSubject(ns, "puller")))
 
 		By("stalling a ServiceAccount whose annotation is no role")
 		Expect(k8sClient.Create(bg, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad",

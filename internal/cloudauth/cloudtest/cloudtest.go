@@ -162,6 +162,10 @@ func (e *Endpoint) start(addr string) {
 // URL is the endpoint's base URL.
 func (e *Endpoint) URL() string { return e.url }
 
+// Handler is the endpoint's handler (counting its requests), to serve
+// the same fake on another endpoint, e.g. over TLS.
+func (e *Endpoint) Handler() http.HandlerFunc { return e.handler.ServeHTTP }
+
 // Addr is the endpoint's host:port.
 func (e *Endpoint) Addr() string { return e.addr }
 
