@@ -5,7 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -54,7 +54,7 @@ func (s *awsSource) config(ctx context.Context, region string) (aws.Config, erro
 		return cfg, nil
 	}
 	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(s.c.hc),
+		config.WithHTTPClient(awsHTTPClient(s.c.hc)),
 		config.WithRetryMaxAttempts(awsRetryAttempts),
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
@@ -71,6 +71,44 @@ func (s *awsSource) config(ctx context.Context, region string) (aws.Config, erro
 	}
 	s.configs[region] = cfg
 	return cfg, nil
+}
+
+// awsHTTPClient is hc as the SDK's BuildableClient, on a copy of hc's
+// transport (its proxy, dialer restrictions and TLS settings) and with its
+// timeout: the SDK adds the roots of AWS_CA_BUNDLE (or a profile's
+// ca_bundle) to such a client only, and refuses to load its configuration
+// with any other when one is set. A client whose transport is not an
+// *http.Transport is used as it is, and then AWS_CA_BUNDLE cannot work.
+func awsHTTPClient(hc *http.Client) aws.HTTPClient {
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	base, ok := rt.(*http.Transport)
+	if !ok || hc.Jar != nil || hc.CheckRedirect != nil {
+		return hc
+	}
+	return awshttp.NewBuildableClient().WithTimeout(hc.Timeout).WithTransportOptions(func(tr *http.Transport) {
+		c := base.Clone()
+		tr.Proxy = c.Proxy
+		tr.OnProxyConnectResponse = c.OnProxyConnectResponse
+		tr.ProxyConnectHeader = c.ProxyConnectHeader
+		tr.GetProxyConnectHeader = c.GetProxyConnectHeader
+		tr.DialContext = c.DialContext
+		tr.DialTLSContext = c.DialTLSContext
+		tr.TLSClientConfig = c.TLSClientConfig
+		tr.TLSHandshakeTimeout = c.TLSHandshakeTimeout
+		tr.DisableKeepAlives = c.DisableKeepAlives
+		tr.DisableCompression = c.DisableCompression
+		tr.MaxIdleConns = c.MaxIdleConns
+		tr.MaxIdleConnsPerHost = c.MaxIdleConnsPerHost
+		tr.MaxConnsPerHost = c.MaxConnsPerHost
+		tr.IdleConnTimeout = c.IdleConnTimeout
+		tr.ResponseHeaderTimeout = c.ResponseHeaderTimeout
+		tr.ExpectContinueTimeout = c.ExpectContinueTimeout
+		tr.MaxResponseHeaderBytes = c.MaxResponseHeaderBytes
+		tr.ForceAttemptHTTP2 = c.ForceAttemptHTTP2
+	})
 }
 
 func (s *awsSource) fetch(ctx context.Context, cloudHost, host string, id *Identity) (auth.Credential, time.Time, error) {
@@ -148,7 +186,7 @@ func (s *awsSource) identityCredentials(ctx context.Context, cfg aws.Config, hos
 		})
 		return aws.NewCredentialsCache(p), nil
 	}
-	uri := os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+	uri := s.c.getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 	if uri == "" {
 		return nil, &Error{Provider: AWS, Host: host, Step: "reading the cloud identity of " + id.String(), Kind: ErrUnsupported,
 			Err: fmt.Errorf("the ServiceAccount has no %s annotation, and the manager does not run where the EKS Pod Identity agent is (AWS_CONTAINER_CREDENTIALS_FULL_URI is unset); annotate the ServiceAccount with the IAM role to assume, or install the EKS Pod Identity Agent add-on and associate the manager", AnnotationAWSRoleARN)}

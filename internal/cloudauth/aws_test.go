@@ -2,20 +2,19 @@ package cloudauth
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ocisync/ocisync/internal/oci/auth"
 	"github.com/ocisync/ocisync/internal/oci/errdef"
+
+	"github.com/ocisync/ocisync/internal/cloudauth/cloudtest"
 )
 
 const (
@@ -23,127 +22,16 @@ const (
 	testRoleARN = "arn:aws:iam::123456789012:role/puller"
 )
 
-// fakeAWS is STS, ECR, ECR Public and the EKS Pod Identity agent. STS
-// accepts only the web identity tokens in jwts, for their role; ECR only
-// requests signed with keys STS or the agent handed out, and it hands
-// out ECR passwords that the test registry can be told to accept.
-type fakeAWS struct {
-	t    *testing.T
-	sts  *endpoint
-	ecr  *endpoint
-	pod  *endpoint
-	mu   sync.Mutex
-	jwts map[string]string // web identity token -> role ARN it may assume
-	keys map[string]bool   // access key IDs handed out
-	// podToken is the ServiceAccount token the agent accepts.
-	podToken string
-	n        int
-	// passwords are the ECR passwords handed out, newest last.
-	passwords []string
-	ecrRegion []string // the region of each ECR request, from its signature
-}
+// fakeAWS is STS, ECR, ECR Public and the EKS Pod Identity agent.
+type fakeAWS struct{ *cloudtest.AWS }
 
 func newFakeAWS(t *testing.T) *fakeAWS {
-	f := &fakeAWS{t: t, jwts: map[string]string{}, keys: map[string]bool{}}
-	f.sts = newEndpoint(t, false, f.serveSTS)
-	f.ecr = newEndpoint(t, false, f.serveECR)
-	f.pod = newEndpoint(t, false, f.servePod)
-	t.Setenv("AWS_ENDPOINT_URL_STS", f.sts.URL())
-	t.Setenv("AWS_ENDPOINT_URL_ECR", f.ecr.URL())
-	t.Setenv("AWS_ENDPOINT_URL_ECR_PUBLIC", f.ecr.URL())
+	f := &fakeAWS{cloudtest.NewAWS(t, ecrHostName)}
+	t.Setenv("AWS_ENDPOINT_URL_STS", f.STS.URL())
+	t.Setenv("AWS_ENDPOINT_URL_ECR", f.ECR.URL())
+	t.Setenv("AWS_ENDPOINT_URL_ECR_PUBLIC", f.ECR.URL())
 	t.Setenv("AWS_REGION", "us-west-2")
 	return f
-}
-
-func (f *fakeAWS) accept(jwt, role string) {
-	f.mu.Lock()
-	f.jwts[jwt] = role
-	f.mu.Unlock()
-}
-
-func (f *fakeAWS) newKey() (string, string) {
-	f.n++
-	id := fmt.Sprintf("ASIAFAKE%08d", f.n)
-	f.keys[id] = true
-	return id, "secret-" + id
-}
-
-func (f *fakeAWS) serveSTS(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || r.PostForm.Get("Action") != "AssumeRoleWithWebIdentity" {
-		http.Error(w, "bad request", http.StatusBadRequest)
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	role, ok := f.jwts[r.PostForm.Get("WebIdentityToken")]
-	if !ok || role != r.PostForm.Get("RoleArn") {
-		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Incorrect token audience</Message></Error><RequestId>r</RequestId></ErrorResponse>`)
-		return
-	}
-	id, secret := f.newKey()
-	w.Header().Set("Content-Type", "text/xml")
-	fmt.Fprintf(w, `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>
-<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>session-%s</SessionToken><Expiration>%s</Expiration></Credentials>
-<AssumedRoleUser><Arn>%s/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser><SubjectFromWebIdentityToken>sub</SubjectFromWebIdentityToken>
-</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
-		id, secret, id, time.Now().Add(time.Hour).UTC().Format(time.RFC3339), role)
-}
-
-func (f *fakeAWS) servePod(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.podToken == "" || r.Header.Get("Authorization") != f.podToken {
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `{"code":"InvalidTokenException","message":"Service account token cannot be empty or invalid"}`)
-		return
-	}
-	id, secret := f.newKey()
-	json.NewEncoder(w).Encode(map[string]string{
-		"AccessKeyId": id, "SecretAccessKey": secret, "Token": "session-" + id,
-		"Expiration": time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
-	})
-}
-
-func (f *fakeAWS) serveECR(w http.ResponseWriter, r *http.Request) {
-	target := r.Header.Get("X-Amz-Target")
-	if !strings.HasSuffix(target, ".GetAuthorizationToken") {
-		http.Error(w, "unexpected "+target, http.StatusBadRequest)
-		return
-	}
-	// Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request, ...
-	authz := r.Header.Get("Authorization")
-	_, cred, _ := strings.Cut(authz, "Credential=")
-	parts := strings.Split(strings.Split(cred, ",")[0], "/")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(parts) < 5 || !f.keys[parts[0]] {
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		w.WriteHeader(http.StatusForbidden)
-		fmt.Fprint(w, `{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}`)
-		return
-	}
-	f.ecrRegion = append(f.ecrRegion, parts[2])
-	pass := fmt.Sprintf("ecr-password-%d", len(f.passwords)+1)
-	f.passwords = append(f.passwords, pass)
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	exp := float64(time.Now().Add(12*time.Hour).UnixMilli()) / 1000
-	if strings.HasPrefix(target, "SpencerFrontendService") { // ECR Public
-		fmt.Fprintf(w, `{"authorizationData":{"authorizationToken":%q,"expiresAt":%f}}`, base64.StdEncoding.EncodeToString([]byte("AWS:"+pass)), exp)
-		return
-	}
-	fmt.Fprintf(w, `{"authorizationData":[{"authorizationToken":%q,"expiresAt":%f,"proxyEndpoint":"https://%s"}]}`,
-		base64.StdEncoding.EncodeToString([]byte("AWS:"+pass)), exp, ecrHostName)
-}
-
-func (f *fakeAWS) current() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.passwords) == 0 {
-		return ""
-	}
-	return f.passwords[len(f.passwords)-1]
 }
 
 // irsaManager sets the environment EKS gives a Pod with IRSA.
@@ -155,7 +43,7 @@ func (f *fakeAWS) irsaManager(t *testing.T) string {
 	}
 	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", file)
 	t.Setenv("AWS_ROLE_ARN", testRoleARN)
-	f.accept(jwt, testRoleARN)
+	f.Accept(jwt, testRoleARN)
 	return jwt
 }
 
@@ -175,17 +63,17 @@ func TestAWSManagerIdentityIRSA(t *testing.T) {
 	if cred.Username != "AWS" || cred.Password != "ecr-password-1" || strings.Contains(cred.String(), "ecr-password") {
 		t.Fatalf("credential %v (password %q)", cred, cred.Password)
 	}
-	if f.ecrRegion[0] != "us-west-2" {
-		t.Errorf("ECR signed for region %q", f.ecrRegion[0])
+	if f.Regions()[0] != "us-west-2" {
+		t.Errorf("ECR signed for region %q", f.Regions()[0])
 	}
 	// Cached: no request for the next syncs.
-	stsHits, ecrHits := f.sts.hits.Load(), f.ecr.hits.Load()
+	stsHits, ecrHits := f.STS.Hits.Load(), f.ECR.Hits.Load()
 	for range 5 {
 		if cred, err = c.CredentialFunc(nil)(ctx, ecrHostName); err != nil || cred.Password != "ecr-password-1" {
 			t.Fatalf("cached get: %v %v", cred, err)
 		}
 	}
-	if f.sts.hits.Load() != stsHits || f.ecr.hits.Load() != ecrHits {
+	if f.STS.Hits.Load() != stsHits || f.ECR.Hits.Load() != ecrHits {
 		t.Fatal("cached credential was fetched again")
 	}
 	// Renewed shortly before its 12 hours run out.
@@ -197,14 +85,14 @@ func TestAWSManagerIdentityIRSA(t *testing.T) {
 	if _, err = c.Get(ctx, "123456789012.dkr.ecr.eu-west-1.amazonaws.com", nil); err != nil {
 		t.Fatal(err)
 	}
-	if r := f.ecrRegion[len(f.ecrRegion)-1]; r != "eu-west-1" {
+	if r := f.Regions()[len(f.Regions())-1]; r != "eu-west-1" {
 		t.Errorf("ECR request for eu-west-1 signed for %q", r)
 	}
 	// ECR Public.
 	if cred, err = c.Get(ctx, "public.ecr.aws", nil); err != nil || cred.Username != "AWS" {
 		t.Fatalf("ECR Public: %v %v", cred, err)
 	}
-	if r := f.ecrRegion[len(f.ecrRegion)-1]; r != "us-east-1" {
+	if r := f.Regions()[len(f.Regions())-1]; r != "us-east-1" {
 		t.Errorf("ECR Public request signed for %q", r)
 	}
 	_ = jwt
@@ -221,7 +109,7 @@ func TestAWSHostMismatchSendsNothing(t *testing.T) {
 			t.Errorf("CheckHost(%q) = %v", h, err)
 		}
 	}
-	if n := f.sts.hits.Load() + f.ecr.hits.Load(); n != 0 {
+	if n := f.STS.Hits.Load() + f.ECR.Hits.Load(); n != 0 {
 		t.Fatalf("%d requests for refused hosts", n)
 	}
 }
@@ -236,7 +124,7 @@ func TestAWSServiceAccountIRSA(t *testing.T) {
 	}
 	// STS trusts only the ServiceAccount's token for sts.amazonaws.com.
 	good := saToken("team-a", "puller", AudienceAWSSTS)
-	f.accept(good, testRoleARN)
+	f.Accept(good, testRoleARN)
 	cred, err := c.Get(context.Background(), ecrHostName, id)
 	if err != nil || cred.Password != "ecr-password-1" {
 		t.Fatalf("Get: %v %v", cred.Password, err)
@@ -256,11 +144,11 @@ func TestAWSServiceAccountIRSA(t *testing.T) {
 func TestAWSWrongAudienceIsAuthenticationFailure(t *testing.T) {
 	f := newFakeAWS(t)
 	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
-	f.accept(saToken("team-a", "puller", "some-other-audience"), testRoleARN)
+	f.Accept(saToken("team-a", "puller", "some-other-audience"), testRoleARN)
 	id, _ := NewIdentity(AWS, "team-a", "puller", map[string]string{AnnotationAWSRoleARN: testRoleARN}, (&saTokens{}).fn("team-a", "puller"))
 	_, err := c.Get(context.Background(), ecrHostName, id)
 	mustClass(t, err, ErrAuthFailed, []string{"STS AssumeRoleWithWebIdentity", "Incorrect token audience"}, saToken("team-a", "puller", AudienceAWSSTS))
-	if f.ecr.hits.Load() != 0 {
+	if f.ECR.Hits.Load() != 0 {
 		t.Fatal("ECR asked without credentials")
 	}
 }
@@ -276,8 +164,8 @@ func TestAWSServiceAccountPodIdentity(t *testing.T) {
 	// Without the agent: refused, with what to do.
 	_, err = c.Get(context.Background(), ecrHostName, id)
 	mustClass(t, err, ErrUnsupported, []string{"eks.amazonaws.com/role-arn", "EKS Pod Identity"})
-	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f.pod.URL()+"/v1/credentials")
-	f.podToken = saToken("team-a", "puller", AudienceEKSPodIdentity)
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f.Pod.URL()+"/v1/credentials")
+	f.SetPodToken(saToken("team-a", "puller", AudienceEKSPodIdentity))
 	cred, err := c.Get(context.Background(), ecrHostName, id)
 	if err != nil || cred.Password != "ecr-password-1" {
 		t.Fatalf("Get: %v %v", cred.Password, err)
@@ -298,19 +186,19 @@ func TestAWSEndpointDownIsUnavailableThenRecovers(t *testing.T) {
 	f := newFakeAWS(t)
 	f.irsaManager(t)
 	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
-	f.sts.down()
+	f.STS.Down()
 	_, err := c.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrUnavailable, []string{"aws:", ecrHostName})
-	f.sts.up()
+	f.STS.Up()
 	if cred, err := c.Get(context.Background(), ecrHostName, nil); err != nil || cred.Password == "" {
 		t.Fatalf("after STS came back: %v", err)
 	}
 	// ECR down after the identity was had.
-	f.ecr.down()
+	f.ECR.Down()
 	c2, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
 	_, err = c2.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrUnavailable, []string{"aws: ECR GetAuthorizationToken for " + ecrHostName})
-	f.ecr.up()
+	f.ECR.Up()
 	if _, err := c2.Get(context.Background(), ecrHostName, nil); err != nil {
 		t.Fatalf("after ECR came back: %v", err)
 	}
@@ -352,8 +240,8 @@ func TestAWSRetryAfterRegistryRefusal(t *testing.T) {
 	if err != nil || runs != 2 {
 		t.Fatalf("Retry = %v after %d runs, want success after 2", err, runs)
 	}
-	if f.current() != "ecr-password-2" {
-		t.Fatalf("ECR handed out %q", f.current())
+	if f.Current() != "ecr-password-2" {
+		t.Fatalf("ECR handed out %q", f.Current())
 	}
 	// A registry that keeps refusing gets exactly one retry.
 	clear(valid)
@@ -367,4 +255,50 @@ func TestAWSRetryAfterRegistryRefusal(t *testing.T) {
 		t.Fatal("an identity failure counted as a registry refusal")
 	}
 	_ = auth.Credential{}
+}
+
+// TestAWSCABundle: with AWS_CA_BUNDLE set, as on hosts whose AWS
+// endpoints sit behind a TLS proxy, the SDK adds its roots to our client
+// (it refused to load its configuration with a plain *http.Client) and
+// keeps our dial restrictions.
+func TestAWSCABundle(t *testing.T) {
+	f := newFakeAWS(t)
+	f.irsaManager(t)
+	sts := cloudtest.NewEndpoint(t, true, f.STS.Handler())
+	ecr := cloudtest.NewEndpoint(t, true, f.ECR.Handler())
+	t.Setenv("AWS_ENDPOINT_URL_STS", sts.URL())
+	t.Setenv("AWS_ENDPOINT_URL_ECR", ecr.URL())
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "ca.pem")
+	var pemData []byte
+	for _, e := range []*endpoint{sts, ecr} {
+		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.Certificate().Raw})...)
+	}
+	if err := os.WriteFile(bundle, pemData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	cred, err := c.Get(context.Background(), ecrHostName, nil)
+	if err != nil || cred.Password != "ecr-password-1" {
+		t.Fatalf("Get with AWS_CA_BUNDLE: %q %v", cred.Password, err)
+	}
+	if sts.Hits.Load() == 0 || ecr.Hits.Load() == 0 {
+		t.Fatal("the TLS endpoints were not asked")
+	}
+
+	// The dial restrictions of our client still hold: a host name is
+	// refused by the loopback-only dialer before any DNS look-up.
+	t.Setenv("AWS_ENDPOINT_URL_ECR", strings.Replace(ecr.URL(), "127.0.0.1", "localhost", 1))
+	c2, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	_, err = c2.Get(context.Background(), ecrHostName, nil)
+	mustClass(t, err, ErrUnavailable, []string{"ECR GetAuthorizationToken", "loopback only"})
+
+	// A bundle that is not PEM fails clearly, as the SDK has it.
+	if err := os.WriteFile(bundle, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c3, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	_, err = c3.Get(context.Background(), ecrHostName, nil)
+	mustClass(t, err, ErrAuthFailed, []string{"loading the AWS configuration", "CA bundle"})
 }

@@ -9,12 +9,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
@@ -53,11 +53,15 @@ func (*azureSource) key(cloudHost string) string {
 }
 
 func (s *azureSource) clientOptions() azcore.ClientOptions {
-	return azcore.ClientOptions{
+	o := azcore.ClientOptions{
 		Transport: s.c.hc,
 		// The controller retries the whole sync with backoff itself.
 		Retry: policy.RetryOptions{MaxRetries: 1},
 	}
+	if h := s.c.getenv("AZURE_AUTHORITY_HOST"); h != "" {
+		o.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: h}
+	}
+	return o
 }
 
 // credential is the manager's identity (workload identity when its token
@@ -65,7 +69,7 @@ func (s *azureSource) clientOptions() azcore.ClientOptions {
 func (s *azureSource) credential(host string, id *Identity) (azcore.TokenCredential, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	envTenant := os.Getenv("AZURE_TENANT_ID")
+	envTenant := s.c.getenv("AZURE_TENANT_ID")
 	if id == nil {
 		if s.manager != nil {
 			return s.manager, envTenant, nil
@@ -73,14 +77,15 @@ func (s *azureSource) credential(host string, id *Identity) (azcore.TokenCredent
 		var cred azcore.TokenCredential
 		var err error
 		step := "managed identity"
-		if os.Getenv("AZURE_FEDERATED_TOKEN_FILE") != "" {
+		if file := s.c.getenv("AZURE_FEDERATED_TOKEN_FILE"); file != "" {
 			step = "workload identity"
 			cred, err = azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
 				ClientOptions: s.clientOptions(), DisableInstanceDiscovery: s.c.opts.AzureDisableInstanceDiscovery,
+				ClientID: s.c.getenv("AZURE_CLIENT_ID"), TenantID: envTenant, TokenFilePath: file,
 			})
 		} else {
 			o := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: s.clientOptions()}
-			if v := os.Getenv("AZURE_CLIENT_ID"); v != "" {
+			if v := s.c.getenv("AZURE_CLIENT_ID"); v != "" {
 				o.ID = azidentity.ClientID(v)
 			}
 			cred, err = azidentity.NewManagedIdentityCredential(o)

@@ -2,16 +2,15 @@ package cloudauth
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ocisync/ocisync/internal/cloudauth/cloudtest"
 )
 
 const (
@@ -21,78 +20,22 @@ const (
 	azSAClient  = "99999999-2222-3333-4444-555555555555"
 )
 
-// fakeAzure is Entra ID (over TLS, as MSAL requires) and an ACR
-// exchange endpoint. Entra ID accepts a client assertion only when it is
-// the token of the ServiceAccount federated with the client.
-type fakeAzure struct {
-	aad, acr *endpoint
-	pool     *x509.CertPool
-	mu       sync.Mutex
-	n        int
-	// federated maps a client ID to the assertion it accepts.
-	federated map[string]string
-	refresh   []string
-}
+// fakeAzure is Entra ID over TLS and an ACR exchange for acrHostName.
+type fakeAzure struct{ *cloudtest.Azure }
 
 func newFakeAzure(t *testing.T) *fakeAzure {
-	f := &fakeAzure{federated: map[string]string{}}
-	f.aad = newEndpoint(t, true, f.serveAAD)
-	f.acr = newEndpoint(t, false, f.serveACR)
-	f.pool = x509.NewCertPool()
-	f.pool.AddCert(f.aad.srv.Certificate())
-	t.Setenv("AZURE_AUTHORITY_HOST", f.aad.URL()+"/")
+	f := &fakeAzure{cloudtest.NewAzure(t, acrHostName)}
+	t.Setenv("AZURE_AUTHORITY_HOST", f.AuthorityHost())
 	t.Setenv("AZURE_TENANT_ID", azTenant)
 	return f
 }
 
 func (f *fakeAzure) options() Options {
 	return Options{
-		HTTPClient:                    loopbackClient(f.pool),
+		HTTPClient:                    loopbackClient(f.Pool),
 		AzureDisableInstanceDiscovery: true,
-		ACRExchangeURL:                func(string) string { return f.acr.URL() + "/oauth2/exchange" },
+		ACRExchangeURL:                func(string) string { return f.ExchangeURL() },
 	}
-}
-
-func (f *fakeAzure) serveAAD(w http.ResponseWriter, r *http.Request) {
-	base := "https://" + r.Host
-	switch {
-	case strings.HasSuffix(r.URL.Path, "/v2.0/.well-known/openid-configuration"):
-		tenant := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0]
-		json.NewEncoder(w).Encode(map[string]any{
-			"token_endpoint":         base + "/" + tenant + "/oauth2/v2.0/token",
-			"authorization_endpoint": base + "/" + tenant + "/oauth2/v2.0/authorize",
-			"issuer":                 base + "/" + tenant + "/v2.0",
-		})
-	case strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token"):
-		r.ParseForm()
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		want, ok := f.federated[r.PostForm.Get("client_id")]
-		if !ok || r.PostForm.Get("client_assertion") != want || !strings.HasPrefix(r.PostForm.Get("scope"), "https://management.azure.com/.default") {
-			w.WriteHeader(http.StatusUnauthorized)
-			fmt.Fprint(w, `{"error":"invalid_client","error_description":"AADSTS700211: No matching federated identity record found for presented assertion audience.","error_codes":[700211]}`)
-			return
-		}
-		f.n++
-		json.NewEncoder(w).Encode(map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": fmt.Sprintf("aad-%d", f.n)})
-	default:
-		http.NotFound(w, r)
-	}
-}
-
-func (f *fakeAzure) serveACR(w http.ResponseWriter, r *http.Request) {
-	r.ParseForm()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if r.URL.Path != "/oauth2/exchange" || r.PostForm.Get("grant_type") != "access_token" || r.PostForm.Get("service") != acrHostName ||
-		!strings.HasPrefix(r.PostForm.Get("access_token"), "aad-") || r.PostForm.Get("tenant") == "" {
-		w.WriteHeader(http.StatusUnauthorized)
-		fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"exchange refused"}]}`)
-		return
-	}
-	tok := fakeJWT(map[string]any{"exp": time.Now().Add(3 * time.Hour).Unix(), "n": len(f.refresh) + 1, "tenant": r.PostForm.Get("tenant")})
-	f.refresh = append(f.refresh, tok)
-	json.NewEncoder(w).Encode(map[string]string{"refresh_token": tok})
 }
 
 func TestAzureManagerWorkloadIdentity(t *testing.T) {
@@ -102,7 +45,7 @@ func TestAzureManagerWorkloadIdentity(t *testing.T) {
 	os.WriteFile(file, []byte(assertion), 0o600)
 	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", file)
 	t.Setenv("AZURE_CLIENT_ID", azClient)
-	f.federated[azClient] = assertion
+	f.Federate(azClient, cloudtest.ServiceAccountSubject("ocisync-system", "ocisync-manager"))
 	clock := newFakeClock()
 	o := f.options()
 	o.Now = clock.Now
@@ -112,23 +55,23 @@ func TestAzureManagerWorkloadIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cred.Username != acrUsername || cred.IdentityToken != f.refresh[0] || cred.Password != "" || strings.Contains(cred.String(), f.refresh[0]) {
+	if cred.Username != acrUsername || cred.IdentityToken != f.RefreshTokens()[0] || cred.Password != "" || strings.Contains(cred.String(), f.RefreshTokens()[0]) {
 		t.Fatalf("credential %v", cred)
 	}
-	if cred, _ = c.Get(ctx, acrHostName, nil); len(f.refresh) != 1 {
+	if cred, _ = c.Get(ctx, acrHostName, nil); len(f.RefreshTokens()) != 1 {
 		t.Fatal("cached refresh token exchanged again")
 	}
 	// The refresh token's 3 hours: renewed after 2h24m.
 	clock.Add(2*time.Hour + 30*time.Minute)
-	if cred, err = c.Get(ctx, acrHostName, nil); err != nil || cred.IdentityToken != f.refresh[1] {
+	if cred, err = c.Get(ctx, acrHostName, nil); err != nil || cred.IdentityToken != f.RefreshTokens()[1] {
 		t.Fatalf("renewal: %v", err)
 	}
-	hits := f.aad.hits.Load() + f.acr.hits.Load()
+	hits := f.AAD.Hits.Load() + f.ACR.Hits.Load()
 	for _, h := range []string{"myregistry.azurecr.io.evil.com", "ghcr.io", "myregistry.azurecr.de"} {
 		_, err = c.Get(ctx, h, nil)
 		mustClass(t, err, ErrHostRefused, []string{"azure: host check", h})
 	}
-	if f.aad.hits.Load()+f.acr.hits.Load() != hits {
+	if f.AAD.Hits.Load()+f.ACR.Hits.Load() != hits {
 		t.Fatal("requests for refused hosts")
 	}
 }
@@ -138,7 +81,7 @@ func TestAzureServiceAccount(t *testing.T) {
 	c, _ := New(Azure, f.options())
 	ctx := context.Background()
 	tokens := &saTokens{}
-	f.federated[azSAClient] = saToken("team-a", "puller", AudienceAzure)
+	f.Federate(azSAClient, cloudtest.ServiceAccountSubject("team-a", "puller"))
 	id, err := NewIdentity(Azure, "team-a", "puller", map[string]string{AnnotationAzureClientID: azSAClient}, tokens.fn("team-a", "puller"))
 	if err != nil {
 		t.Fatal(err)
@@ -165,14 +108,14 @@ func TestAzureServiceAccount(t *testing.T) {
 	c2, _ := New(Azure, f.options())
 	_, err = c2.Get(ctx, acrHostName, nil)
 	mustClass(t, err, ErrAuthFailed, []string{"azure: Entra ID token of the manager's identity"})
-	if msi.hits.Load() == 0 {
+	if msi.Hits.Load() == 0 {
 		t.Fatal("managed identity endpoint not asked")
 	}
 }
 
 func TestAzureExchangeRefusedAndDown(t *testing.T) {
 	f := newFakeAzure(t)
-	f.federated[azSAClient] = saToken("team-a", "puller", AudienceAzure)
+	f.Federate(azSAClient, cloudtest.ServiceAccountSubject("team-a", "puller"))
 	id, _ := NewIdentity(Azure, "team-a", "puller", map[string]string{AnnotationAzureClientID: azSAClient}, (&saTokens{}).fn("team-a", "puller"))
 	o := f.options()
 	o.HostAliases = map[string]string{"127.0.0.1:5000": "other.azurecr.io"}
@@ -181,12 +124,37 @@ func TestAzureExchangeRefusedAndDown(t *testing.T) {
 	_, err := c.Get(context.Background(), "127.0.0.1:5000", id)
 	mustClass(t, err, ErrAuthFailed, []string{"azure: ACR token exchange for 127.0.0.1:5000", "401", "UNAUTHORIZED"})
 	// Entra ID down: unavailable.
-	f.acr.down()
+	f.ACR.Down()
 	c2, _ := New(Azure, f.options())
 	_, err = c2.Get(context.Background(), acrHostName, id)
 	mustClass(t, err, ErrUnavailable, []string{"azure: ACR token exchange"})
-	f.acr.up()
+	f.ACR.Up()
 	if _, err := c2.Get(context.Background(), acrHostName, id); err != nil {
 		t.Fatalf("after the exchange came back: %v", err)
+	}
+}
+
+// TestAzureGetenv: Options.Getenv, not the process environment, names
+// the authority and the manager's workload identity.
+func TestAzureGetenv(t *testing.T) {
+	f := newFakeAzure(t)
+	env := map[string]string{"AZURE_AUTHORITY_HOST": f.AuthorityHost(), "AZURE_TENANT_ID": azTenant, "AZURE_CLIENT_ID": azClient}
+	t.Setenv("AZURE_AUTHORITY_HOST", "")
+	t.Setenv("AZURE_TENANT_ID", "")
+	assertion := saToken("ocisync-system", "ocisync-manager", AudienceAzure)
+	env["AZURE_FEDERATED_TOKEN_FILE"] = filepath.Join(t.TempDir(), "azure-identity-token")
+	if err := os.WriteFile(env["AZURE_FEDERATED_TOKEN_FILE"], []byte(assertion), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.Federate(azClient, cloudtest.ServiceAccountSubject("ocisync-system", "ocisync-manager"))
+	o := f.options()
+	o.Getenv = func(k string) string { return env[k] }
+	c, _ := New(Azure, o)
+	cred, err := c.Get(context.Background(), acrHostName, nil)
+	if err != nil || cred.IdentityToken == "" {
+		t.Fatalf("Get: %v", err)
+	}
+	if f.AAD.Hits.Load() == 0 {
+		t.Fatal("the fake authority was not asked")
 	}
 }

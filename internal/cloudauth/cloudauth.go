@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -66,6 +67,14 @@ type Options struct {
 	// ACRExchangeURL returns the exchange endpoint of an ACR host; nil
 	// means https://<host>/oauth2/exchange.
 	ACRExchangeURL func(host string) string
+	// Getenv reads the environment variables this package reads itself:
+	// AZURE_AUTHORITY_HOST, AZURE_CLIENT_ID, AZURE_TENANT_ID and
+	// AZURE_FEDERATED_TOKEN_FILE of Azure Workload Identity, and
+	// AWS_CONTAINER_CREDENTIALS_FULL_URI of the EKS Pod Identity agent;
+	// nil means os.Getenv. The AWS SDK and the Google libraries read the
+	// process environment whatever it says, as does azidentity for a
+	// variable Getenv returns empty.
+	Getenv func(string) string
 	// AzureDisableInstanceDiscovery skips Entra ID's authority validation,
 	// for a test authority (AZURE_AUTHORITY_HOST) on loopback.
 	AzureDisableInstanceDiscovery bool
@@ -111,6 +120,14 @@ func New(p Provider, opts Options) (*Credentials, error) {
 		return nil, fmt.Errorf("cloudauth: provider %q has no cloud credentials (want aws, gcp or azure)", p)
 	}
 	return c, nil
+}
+
+// getenv is Options.Getenv or os.Getenv.
+func (c *Credentials) getenv(k string) string {
+	if c.opts.Getenv != nil {
+		return c.opts.Getenv(k)
+	}
+	return os.Getenv(k)
 }
 
 // Provider returns the provider of c.

@@ -2,21 +2,17 @@ package cloudauth
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ocisync/ocisync/internal/cloudauth/cloudtest"
 )
 
 // TestMain takes away every way the SDKs have to leave loopback or to
@@ -63,29 +59,9 @@ func closedAddr() string {
 	return addr
 }
 
-// loopbackClient refuses to dial anything but 127.0.0.0/8 and trusts
-// pool (nil: the system's), so that a test can never reach a real cloud.
-func loopbackClient(pool *x509.CertPool) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			Proxy: nil,
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				host, _, err := net.SplitHostPort(addr)
-				if err != nil {
-					return nil, err
-				}
-				ip := net.ParseIP(host)
-				if ip == nil || !ip.IsLoopback() || ip.To4() == nil {
-					return nil, fmt.Errorf("test transport: refusing to dial %s (loopback only)", addr)
-				}
-				return d.DialContext(ctx, network, addr)
-			},
-			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		},
-	}
-}
+// loopbackClient refuses to dial anything but loopback and trusts pool
+// (nil: the system's).
+func loopbackClient(pool *x509.CertPool) *http.Client { return cloudtest.LoopbackClient(pool) }
 
 // fakeClock is a settable clock.
 type fakeClock struct {
@@ -107,13 +83,8 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// fakeJWT is an unsigned JWT with the given claims: the fakes compare
-// tokens as strings, and the ACR refresh token's exp is read.
-func fakeJWT(claims map[string]any) string {
-	h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
-	b, _ := json.Marshal(claims)
-	return h + "." + base64.RawURLEncoding.EncodeToString(b) + ".sig"
-}
+// fakeJWT is an unsigned JWT with the given claims.
+func fakeJWT(claims map[string]any) string { return cloudtest.FakeJWT(claims) }
 
 // saTokens is a TokenFunc of a ServiceAccount: a token per audience, and
 // a record of the audiences asked for.
@@ -139,71 +110,11 @@ func (s *saTokens) fn(ns, name string) TokenFunc {
 	}
 }
 
-// endpoint is a fake cloud endpoint on loopback that counts its requests
-// and can be taken down and brought back on the same address.
-type endpoint struct {
-	t       *testing.T
-	handler http.Handler
-	tls     bool
-	srv     *httptest.Server
-	addr    string
-	url     string
-	hits    atomic.Int64
-}
+// endpoint is a fake cloud endpoint on loopback.
+type endpoint = cloudtest.Endpoint
 
 func newEndpoint(t *testing.T, tlsOn bool, h http.HandlerFunc) *endpoint {
-	t.Helper()
-	e := &endpoint{t: t, tls: tlsOn}
-	e.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.hits.Add(1)
-		h(w, r)
-	})
-	e.start("127.0.0.1:0")
-	t.Cleanup(func() { e.down() })
-	return e
-}
-
-func (e *endpoint) start(addr string) {
-	e.t.Helper()
-	var l net.Listener
-	var err error
-	for range 50 {
-		if l, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		e.t.Fatalf("listen %s: %v", addr, err)
-	}
-	e.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second}}
-	if e.tls {
-		e.srv.StartTLS()
-	} else {
-		e.srv.Start()
-	}
-	e.addr = l.Addr().String()
-	e.url = e.srv.URL
-}
-
-// URL is the endpoint's base URL.
-func (e *endpoint) URL() string { return e.url }
-
-func (e *endpoint) down() {
-	if e.srv != nil {
-		e.srv.CloseClientConnections()
-		e.srv.Close()
-		e.srv = nil
-	}
-}
-
-// up restarts a downed endpoint on its old address. A TLS endpoint gets
-// a new certificate, so only plain ones are restarted.
-func (e *endpoint) up() {
-	if e.tls {
-		e.t.Fatal("restart of a TLS endpoint")
-	}
-	e.start(e.addr)
+	return cloudtest.NewEndpoint(t, tlsOn, h)
 }
 
 // mustClass fails unless err is an *Error of class kind whose message

@@ -1,11 +1,8 @@
 package controller
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +22,7 @@ import (
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/cloudauth"
+	"github.com/ocisync/ocisync/internal/cloudauth/cloudtest"
 	"github.com/ocisync/ocisync/internal/oci"
 	"github.com/ocisync/ocisync/internal/oci/auth"
 	"github.com/ocisync/ocisync/internal/oci/transport"
@@ -57,112 +55,11 @@ func (c *cloudClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// fakeAWS is STS and ECR on loopback. STS accepts the manager's web
-// identity token and any ServiceAccount token of audience
-// sts.amazonaws.com for the role its ServiceAccount is allowed; ECR
-// hands out passwords that the cloud registry's token issuer then
-// accepts, the newest only.
-type fakeAWS struct {
-	sts, ecr *httptest.Server
-	registry *registrytest.Registry
-	clock    *cloudClock // ECR's tokens expire 12 hours after its now
-
-	mu        sync.Mutex
-	keys      map[string]bool
-	roles     map[string]string // "ns:name" of a ServiceAccount -> role it may assume
-	n         int
-	down      bool
-	subjects  []string // the ServiceAccount subjects STS saw
-	ecrHits   atomic.Int64
-	passwords []string
-}
-
 const (
 	managerWebToken = "manager-web-identity-token"
 	managerRole     = "arn:aws:iam::123456789012:role/ocisync-manager"
 	tenantRole      = "arn:aws:iam::123456789012:role/team-puller"
 )
-
-func (f *fakeAWS) serveSTS(w http.ResponseWriter, r *http.Request) {
-	_ = r.ParseForm()
-	tok, role := r.PostForm.Get("WebIdentityToken"), r.PostForm.Get("RoleArn")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ok := tok == managerWebToken && role == managerRole
-	if !ok {
-		// A ServiceAccount token: its claims, unverified (the API server
-		// signed it), must name audience sts.amazonaws.com and a
-		// ServiceAccount allowed the role.
-		var claims struct {
-			Aud []string `json:"aud"`
-			Sub string   `json:"sub"`
-		}
-		if parts := strings.Split(tok, "."); len(parts) == 3 {
-			if raw, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
-				_ = json.Unmarshal(raw, &claims)
-			}
-		}
-		f.subjects = append(f.subjects, claims.Sub)
-		sa := strings.TrimPrefix(claims.Sub, "system:serviceaccount:")
-		ok = len(claims.Aud) == 1 && claims.Aud[0] == cloudauth.AudienceAWSSTS && f.roles[sa] == role && role != ""
-	}
-	if !ok {
-		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Incorrect token audience</Message></Error><RequestId>r</RequestId></ErrorResponse>`)
-		return
-	}
-	f.n++
-	id := fmt.Sprintf("ASIAFAKE%08d", f.n)
-	f.keys[id] = true
-	w.Header().Set("Content-Type", "text/xml")
-	fmt.Fprintf(w, `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>
-<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>secret-%s</SecretAccessKey><SessionToken>session-%s</SessionToken><Expiration>%s</Expiration></Credentials>
-<AssumedRoleUser><Arn>%s/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser><SubjectFromWebIdentityToken>sub</SubjectFromWebIdentityToken>
-</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
-		id, id, id, time.Now().Add(time.Hour).UTC().Format(time.RFC3339), role)
-}
-
-func (f *fakeAWS) serveECR(w http.ResponseWriter, r *http.Request) {
-	f.ecrHits.Add(1)
-	_, cred, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
-	key := strings.Split(cred, "/")[0]
-	f.mu.Lock()
-	down, known := f.down, f.keys[key]
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	switch {
-	case down:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprint(w, `{"__type":"ServerException","message":"unavailable"}`)
-		return
-	case !known:
-		w.WriteHeader(http.StatusForbidden)
-		fmt.Fprint(w, `{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}`)
-		return
-	}
-	pass := f.rotate()
-	exp := float64(f.clock.Now().Add(12*time.Hour).UnixMilli()) / 1000
-	fmt.Fprintf(w, `{"authorizationData":[{"authorizationToken":%q,"expiresAt":%f,"proxyEndpoint":"https://%s"}]}`,
-		base64.StdEncoding.EncodeToString([]byte("AWS:"+pass)), exp, ecrHost)
-}
-
-// rotate makes a new ECR password the only one the registry accepts, as
-// if the one handed out before had expired.
-func (f *fakeAWS) rotate() string {
-	f.mu.Lock()
-	pass := fmt.Sprintf("ecr-password-%d-%d", len(f.passwords)+1, time.Now().UnixNano())
-	f.passwords = append(f.passwords, pass)
-	f.mu.Unlock()
-	f.registry.Tokens.SetPassword("AWS", pass)
-	return pass
-}
-
-func (f *fakeAWS) setDown(down bool) {
-	f.mu.Lock()
-	f.down = down
-	f.mu.Unlock()
-}
 
 // setenv sets the environment variables for the rest of the suite.
 func setenv(kv map[string]string) {
@@ -179,23 +76,9 @@ func setenv(kv map[string]string) {
 	}
 }
 
-// loopbackOnly is an HTTP client that dials nothing but loopback.
-func loopbackOnly() *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, _, err := net.SplitHostPort(addr)
-			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-				return nil, fmt.Errorf("test: refusing to dial %s (loopback only)", addr)
-			}
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
-}
-
 var _ = Describe("Artifact with provider aws", Ordered, func() {
 	var (
-		f        *fakeAWS
+		f        *cloudtest.AWS
 		registry *registrytest.Registry
 		clock    = &cloudClock{}
 		ns, repo string
@@ -209,37 +92,41 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 			Auth: registrytest.AuthToken, TLS: true,
 			Users: []registrytest.User{{Name: "AWS", Password: "not-handed-out-yet"}},
 		})
-		f = &fakeAWS{registry: registry, clock: clock, keys: map[string]bool{}, roles: map[string]string{}}
-		f.sts = httptest.NewServer(http.HandlerFunc(f.serveSTS))
-		f.ecr = httptest.NewServer(http.HandlerFunc(f.serveECR))
-		DeferCleanup(f.sts.Close)
-		DeferCleanup(f.ecr.Close)
+		// STS accepts the manager's web identity token, and the
+		// ServiceAccount tokens it is told to; ECR's passwords expire 12
+		// hours after the credentials' now, and the registry's token
+		// issuer accepts the newest only.
+		f = cloudtest.NewAWS(GinkgoT(), ecrHost)
+		f.Now = clock.Now
+		f.OnPassword = func(pass string) { registry.Tokens.SetPassword("AWS", pass) }
+		f.Accept(managerWebToken, managerRole)
 		dir := GinkgoT().TempDir()
 		tokenFile := filepath.Join(dir, "token")
 		Expect(os.WriteFile(tokenFile, []byte(managerWebToken), 0o600)).To(Succeed())
-		// What EKS sets in a Pod with IRSA, and nothing of this machine.
-		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CA_BUNDLE"} {
+		// What EKS sets in a Pod with IRSA, and no credentials of this
+		// machine (its AWS_CA_BUNDLE, if any, stays: it only adds roots).
+		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
 			os.Unsetenv(k)
 		}
 		setenv(map[string]string{
 			"AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile,
 			"AWS_ROLE_ARN":                managerRole,
 			"AWS_REGION":                  "us-west-2",
-			"AWS_ENDPOINT_URL_STS":        f.sts.URL,
-			"AWS_ENDPOINT_URL_ECR":        f.ecr.URL,
+			"AWS_ENDPOINT_URL_STS":        f.STS.URL(),
+			"AWS_ENDPOINT_URL_ECR":        f.ECR.URL(),
 			"AWS_EC2_METADATA_DISABLED":   "true",
 			"AWS_CONFIG_FILE":             filepath.Join(dir, "no-config"),
 			"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "no-credentials"),
 		})
 		suiteCloud.mu.Lock()
 		suiteCloud.Options = cloudauth.Options{
-			HTTPClient:  loopbackOnly(),
+			HTTPClient:  cloudtest.LoopbackClient(nil),
 			Now:         clock.Now,
 			HostAliases: map[string]string{registry.Host: ecrHost},
 		}
 		suiteCloud.mu.Unlock()
 
-		pass := f.rotate()
+		pass := f.Rotate()
 		pusher := newPushClient(oci.Options{
 			Transport:   transport.Options{CAFile: registry.CAFile},
 			Credentials: auth.StaticCredential(registry.Host, auth.Credential{Username: "AWS", Password: pass}),
@@ -268,47 +155,36 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 			ConfigMap:     &v1alpha1.ConfigMapOutput{Name: configMapName},
 		}
 	}
-	// resync asks for a sync now and waits until it ran.
-	resync := func(value string) {
-		GinkgoHelper()
-		a := getArtifact(ns)
-		patch := client.MergeFrom(a.DeepCopy())
-		if a.Annotations == nil {
-			a.Annotations = map[string]string{}
-		}
-		a.Annotations[v1alpha1.AnnotationReconcileRequestedAt] = value
-		Expect(k8sClient.Patch(bg, a, patch)).To(Succeed())
-		Eventually(func() string { return getArtifact(ns).Status.LastHandledReconcileAt }).Should(Equal(value))
-	}
+	resync := func(value string) { GinkgoHelper(); resyncArtifact(ns, value) }
 
 	It("syncs with the manager's identity, renews an expired ECR token, and recovers from a refused one within the sync", func() {
 		createArtifact(ns, awsSpec())
 		expectPublished(ns, registry.Host, repo, "v1", desc, m, m.Layers, contents)
 
 		By("keeping the ECR token for the next syncs")
-		hits := f.ecrHits.Load()
+		hits := f.ECR.Hits.Load()
 		resync("cached")
-		Expect(f.ecrHits.Load()).To(Equal(hits), "a cached ECR token is used again")
+		Expect(f.ECR.Hits.Load()).To(Equal(hits), "a cached ECR token is used again")
 
 		By("renewing it once it is about to expire")
 		clock.Add(12 * time.Hour)
 		resync("expired")
-		Expect(f.ecrHits.Load()).To(Equal(hits+1), "an expired ECR token is renewed")
+		Expect(f.ECR.Hits.Load()).To(Equal(hits+1), "an expired ECR token is renewed")
 		Expect(readyMessage(getArtifact(ns))).NotTo(BeEmpty())
 
 		By("recovering within one sync from a token the registry refuses")
 		// The manager's ECR token is no longer accepted; another
 		// repository needs a registry token, which the token issuer
 		// refuses for it.
-		f.rotate()
-		hits = f.ecrHits.Load()
+		f.Rotate()
+		hits = f.ECR.Hits.Load()
 		readySince := apimeta.FindStatusCondition(getArtifact(ns).Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime
 		updateSpec(ns, func(s *v1alpha1.ArtifactSpec) { s.Reference = registry.Ref(repo+"2", "v1") })
 		Eventually(func() string { return getArtifact(ns).Status.ResolvedReference }).Should(ContainSubstring(repo + "2"))
 		a := getArtifact(ns)
 		Expect(apimetaReady(a)).To(BeTrue(), "the sync that met the refused token succeeded: %v", a.Status.Conditions)
 		Expect(apimeta.FindStatusCondition(a.Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime).To(Equal(readySince), "Ready never went False")
-		Expect(f.ecrHits.Load()).To(Equal(hits+1), "one new ECR token")
+		Expect(f.ECR.Hits.Load()).To(Equal(hits+1), "one new ECR token")
 		refused := 0
 		for _, tr := range registry.Tokens.Requests() {
 			if tr.Status == http.StatusUnauthorized {
@@ -318,36 +194,22 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		Expect(refused).To(BeNumerically(">=", 1), "the token issuer refused the old ECR token")
 
 		By("revealing no token in status, events or the log")
-		f.mu.Lock()
-		secrets := append([]string{managerWebToken}, f.passwords...)
-		f.mu.Unlock()
+		secrets := append([]string{managerWebToken}, f.Passwords()...)
 		expectNoCloudSecret(ns, secrets)
 	})
 
 	It("reports an ECR outage as RegistryUnavailable and recovers", func() {
-		f.setDown(true)
+		f.SetECRDown(true)
 		clock.Add(12 * time.Hour) // the cached token is due for renewal
 		createArtifact(ns, awsSpec())
 		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
 		Expect(readyMessage(a)).To(And(ContainSubstring("aws"), ContainSubstring("ECR GetAuthorizationToken"), ContainSubstring(registry.Host)))
-		f.setDown(false)
+		f.SetECRDown(false)
 		waitReady(ns, desc.Digest)
 	})
 
 	It("stalls on a registry that is not ECR without sending it anything", func() {
-		var requests atomic.Int64
-		other := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			requests.Add(1)
-			w.WriteHeader(http.StatusUnauthorized)
-		}))
-		DeferCleanup(other.Close)
-		host := strings.TrimPrefix(other.URL, "https://")
-		spec := awsSpec()
-		spec.Reference = host + "/" + repo + ":v1"
-		createArtifact(ns, spec)
-		a := waitFailed(ns, v1alpha1.ReasonInvalidSpec, true)
-		Expect(readyMessage(a)).To(And(ContainSubstring(host), ContainSubstring("sends credentials only to its own registries")))
-		Consistently(requests.Load).WithTimeout(time.Second).Should(BeZero(), "no request reached the registry")
+		expectStalledOnForeignHost(ns, awsSpec(), repo)
 	})
 
 	It("uses a ServiceAccount's role through TokenRequest, and fails clearly for a role it may not assume", func() {
@@ -361,13 +223,9 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		Expect(readyMessage(a)).To(And(ContainSubstring("STS AssumeRoleWithWebIdentity"), ContainSubstring("ServiceAccount "+ns+"/puller"), ContainSubstring(tenantRole)))
 
 		By("allowing the ServiceAccount the role")
-		f.mu.Lock()
-		f.roles[ns+":puller"] = tenantRole
-		f.mu.Unlock()
+		f.AllowRole(cloudtest.ServiceAccountSubject(ns, "puller"), tenantRole)
 		waitReady(ns, desc.Digest)
-		f.mu.Lock()
-		Expect(f.subjects).To(ContainElement("system:serviceaccount:" + ns + ":puller"))
-		f.mu.Unlock()
+		Expect(f.Subjects()).To(ContainElement(cloudtest.ServiceAccountSubject(ns, "puller")))
 
 		By("stalling a ServiceAccount whose annotation is no role")
 		Expect(k8sClient.Create(bg, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad",
@@ -392,6 +250,20 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		}
 	})
 })
+
+// resyncArtifact asks for a sync of the namespace's Artifact now and
+// waits until it ran.
+func resyncArtifact(ns, value string) {
+	GinkgoHelper()
+	a := getArtifact(ns)
+	patch := client.MergeFrom(a.DeepCopy())
+	if a.Annotations == nil {
+		a.Annotations = map[string]string{}
+	}
+	a.Annotations[v1alpha1.AnnotationReconcileRequestedAt] = value
+	Expect(k8sClient.Patch(bg, a, patch)).To(Succeed())
+	Eventually(func() string { return getArtifact(ns).Status.LastHandledReconcileAt }).Should(Equal(value))
+}
 
 func apimetaReady(a *v1alpha1.Artifact) bool {
 	c := apimeta.FindStatusCondition(a.Status.Conditions, v1alpha1.ConditionReady)
@@ -420,3 +292,301 @@ func expectNoCloudSecret(ns string, secrets []string) {
 		}
 	}
 }
+
+// cloudFixture is a TLS Distribution registry standing for a cloud
+// registry, with an artifact pushed by a user of its own, the CA Secret
+// of each spec's namespace, and the cloud credentials' clock.
+type cloudFixture struct {
+	registry *registrytest.Registry
+	clock    *cloudClock
+	repo     string
+	desc     ocispec.Descriptor
+	m        ocispec.Manifest
+	contents map[string][]byte
+}
+
+func newCloudFixture(repo, text string) *cloudFixture {
+	GinkgoHelper()
+	fx := &cloudFixture{clock: &cloudClock{}, repo: repo, contents: map[string][]byte{"cloud.txt": []byte(text)}}
+	fx.registry = registrytest.Start(GinkgoT(), registrytest.Options{
+		Auth: registrytest.AuthToken, TLS: true,
+		Users: []registrytest.User{{Name: "pusher", Password: "push"}},
+	})
+	pusher := newPushClient(oci.Options{
+		Transport:   transport.Options{CAFile: fx.registry.CAFile},
+		Credentials: auth.StaticCredential(fx.registry.Host, auth.Credential{Username: "pusher", Password: "push"}),
+	})
+	fx.desc, fx.m = pushArtifact(pusher, fx.registry.Host, repo, "v1", testArtifactType, textLayer("cloud.txt", text))
+	return fx
+}
+
+// namespace makes a namespace with the registry's CA Secret.
+func (fx *cloudFixture) namespace() string {
+	GinkgoHelper()
+	ns := newNamespace()
+	pem, err := os.ReadFile(fx.registry.CAFile)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(k8sClient.Create(bg, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registry-ca"},
+		Data:       map[string][]byte{"ca.crt": pem},
+	})).To(Succeed())
+	return ns
+}
+
+func (fx *cloudFixture) spec(provider string) v1alpha1.ArtifactSpec {
+	return v1alpha1.ArtifactSpec{
+		Reference:     fx.registry.Ref(fx.repo, "v1"),
+		Provider:      provider,
+		CertSecretRef: &corev1.LocalObjectReference{Name: "registry-ca"},
+		Interval:      every(longInterval),
+		ConfigMap:     &v1alpha1.ConfigMapOutput{Name: configMapName},
+	}
+}
+
+// setCloudOptions sets the suite Cloud's options, which the provider's
+// credentials take when its first Artifact makes them.
+func setCloudOptions(o cloudauth.Options) {
+	suiteCloud.mu.Lock()
+	suiteCloud.Options = o
+	suiteCloud.mu.Unlock()
+}
+
+// unsetenv unsets the environment variables with one of the prefixes for
+// the rest of the suite.
+func unsetenv(prefixes ...string) {
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, p) {
+				Expect(os.Unsetenv(k)).To(Succeed())
+				DeferCleanup(os.Setenv, k, v)
+			}
+		}
+	}
+}
+
+// expectStalledOnForeignHost creates an Artifact of provider for a TLS
+// registry that the provider does not send credentials to, and expects
+// it Stalled with no request sent.
+func expectStalledOnForeignHost(ns string, spec v1alpha1.ArtifactSpec, repo string) {
+	GinkgoHelper()
+	var requests atomic.Int64
+	other := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	DeferCleanup(other.Close)
+	host := strings.TrimPrefix(other.URL, "https://")
+	spec.Reference = host + "/" + repo + ":v1"
+	createArtifact(ns, spec)
+	a := waitFailed(ns, v1alpha1.ReasonInvalidSpec, true)
+	Expect(readyMessage(a)).To(And(ContainSubstring(host), ContainSubstring("sends credentials only to its own registries")))
+	Consistently(requests.Load).WithTimeout(time.Second).Should(BeZero(), "no request reached the registry")
+}
+
+// gcpUsername is the user name Google's registries take with an access
+// token as the password.
+const gcpUsername = "oauth2accesstoken"
+
+var _ = Describe("Artifact with provider gcp", Ordered, func() {
+	var (
+		fx   *cloudFixture
+		fake *cloudtest.GCP
+		ns   string
+	)
+
+	BeforeAll(func() {
+		fx = newCloudFixture("team/gcloud", "from Artifact Registry\n")
+		fake = cloudtest.NewGCP(GinkgoT())
+		fake.Impersonable = "puller@" + cloudtest.GCPProject + ".iam.gserviceaccount.com"
+		// The registry accepts the newest access token handed out only.
+		fake.OnToken = func(tok string) { fx.registry.Tokens.SetPassword(gcpUsername, tok) }
+		// Tokens live an hour on the credentials' clock.
+		fake.ExpiresIn = func() time.Duration { return time.Until(fx.clock.Now().Add(time.Hour)) }
+		// The metadata server is found through the environment only (the
+		// Google libraries have no option for it); nothing of this
+		// machine's Google configuration.
+		unsetenv("GOOGLE_", "CLOUDSDK_")
+		setenv(map[string]string{
+			"GCE_METADATA_HOST": fake.MetadataHost(),
+			"CLOUDSDK_CONFIG":   GinkgoT().TempDir(),
+		})
+		setCloudOptions(cloudauth.Options{
+			HTTPClient:              cloudtest.LoopbackClient(nil),
+			Now:                     fx.clock.Now,
+			HostAliases:             map[string]string{fx.registry.Host: "us-central1-docker.pkg.dev"},
+			GoogleSTSURL:            fake.STSURL(),
+			GoogleIAMCredentialsURL: fake.IAM.URL(),
+		})
+	})
+
+	BeforeEach(func() { ns = fx.namespace() })
+
+	It("syncs with the manager's identity from the metadata server and renews its access token", func() {
+		createArtifact(ns, fx.spec("gcp"))
+		expectPublished(ns, fx.registry.Host, fx.repo, "v1", fx.desc, fx.m, fx.m.Layers, fx.contents)
+		Expect(fake.Tokens()).NotTo(BeEmpty())
+
+		By("keeping the access token for the next syncs")
+		n := len(fake.Tokens())
+		resyncArtifact(ns, "cached")
+		Expect(fake.Tokens()).To(HaveLen(n), "a cached access token is used again")
+
+		By("renewing it once it is about to expire")
+		fx.clock.Add(time.Hour)
+		resyncArtifact(ns, "expired")
+		Expect(fake.Tokens()).To(HaveLen(n+1), "an expired access token is renewed")
+		Expect(apimetaReady(getArtifact(ns))).To(BeTrue())
+		expectNoCloudSecret(ns, fake.Tokens())
+	})
+
+	It("fails clearly without an identity on the metadata server, and recovers", func() {
+		fake.SetNoIdentity(true)
+		fx.clock.Add(time.Hour)
+		createArtifact(ns, fx.spec("gcp"))
+		a := waitFailed(ns, v1alpha1.ReasonAuthenticationFailed, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("gcp"), ContainSubstring("Application Default Credentials"), ContainSubstring(fx.registry.Host)))
+		fake.SetNoIdentity(false)
+		waitReady(ns, fx.desc.Digest)
+	})
+
+	It("reports a metadata server outage as RegistryUnavailable and recovers", func() {
+		fake.MD.Down()
+		fx.clock.Add(time.Hour)
+		createArtifact(ns, fx.spec("gcp"))
+		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("gcp"), ContainSubstring("Application Default Credentials"), ContainSubstring(fx.registry.Host)))
+		fake.MD.Up()
+		waitReady(ns, fx.desc.Digest)
+	})
+
+	It("stalls on a registry that is not Google's without sending it anything", func() {
+		expectStalledOnForeignHost(ns, fx.spec("gcp"), fx.repo)
+	})
+
+	It("uses a ServiceAccount's federated identity through TokenRequest, and fails clearly for one not federated", func() {
+		Expect(k8sClient.Create(bg, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "puller"}})).To(Succeed())
+		spec := fx.spec("gcp")
+		spec.ServiceAccountName = "puller"
+		createArtifact(ns, spec)
+		a := waitFailed(ns, v1alpha1.ReasonAuthenticationFailed, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("STS token exchange for ServiceAccount "+ns+"/puller"), ContainSubstring("invalid_grant")))
+
+		By("federating the ServiceAccount")
+		fake.Federate(cloudtest.ServiceAccountSubject(ns, "puller"))
+		waitReady(ns, fx.desc.Digest)
+		Expect(fake.Tokens()).To(ContainElement(HavePrefix("federated-")))
+
+		By("impersonating the IAM service account it is annotated with")
+		Expect(k8sClient.Create(bg, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "impersonator",
+			Annotations: map[string]string{cloudauth.AnnotationGCPServiceAccount: fake.Impersonable}}})).To(Succeed())
+		fake.Federate(cloudtest.ServiceAccountSubject(ns, "impersonator"))
+		updateSpec(ns, func(s *v1alpha1.ArtifactSpec) { s.ServiceAccountName = "impersonator" })
+		Eventually(fake.Tokens).Should(ContainElement(HavePrefix("impersonated-")))
+		waitReady(ns, fx.desc.Digest)
+		expectNoCloudSecret(ns, fake.Tokens())
+	})
+})
+
+// acrUsername is the user name ACR takes with a refresh token.
+const acrUsername = "00000000-0000-0000-0000-000000000000"
+
+var _ = Describe("Artifact with provider azure", Ordered, func() {
+	const (
+		acrHost       = "myregistry.azurecr.io"
+		tenant        = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+		managerClient = "11111111-2222-3333-4444-555555555555"
+		tenantClient  = "99999999-2222-3333-4444-555555555555"
+	)
+	var (
+		fx         *cloudFixture
+		fake       *cloudtest.Azure
+		ns         string
+		managerJWT = cloudtest.FakeJWT(map[string]any{
+			"sub": cloudtest.ServiceAccountSubject("ocisync-system", "ocisync-manager"),
+			"aud": cloudtest.AzureAssertionAudience,
+		})
+	)
+
+	BeforeAll(func() {
+		fx = newCloudFixture("team/azure", "from ACR\n")
+		fake = cloudtest.NewAzure(GinkgoT(), acrHost)
+		// Each refresh token the exchange hands out is the only one the
+		// registry accepts, valid for 3 hours on the credentials' clock.
+		var n atomic.Int64
+		fake.NewRefreshToken = func() string {
+			tok := cloudtest.FakeJWT(map[string]any{"exp": fx.clock.Now().Add(3 * time.Hour).Unix(), "n": n.Add(1)})
+			fx.registry.Tokens.SetRefreshToken(acrUsername, tok)
+			return tok
+		}
+		fake.Federate(managerClient, cloudtest.ServiceAccountSubject("ocisync-system", "ocisync-manager"))
+		tokenFile := filepath.Join(GinkgoT().TempDir(), "azure-identity-token")
+		Expect(os.WriteFile(tokenFile, []byte(managerJWT), 0o600)).To(Succeed())
+		// What Azure Workload Identity sets in the manager's Pod, through
+		// Options.Getenv: the process environment keeps none of it, and
+		// nothing of this machine's.
+		unsetenv("AZURE_", "IDENTITY_", "IMDS_", "MSI_")
+		env := map[string]string{
+			"AZURE_AUTHORITY_HOST":       fake.AuthorityHost(),
+			"AZURE_FEDERATED_TOKEN_FILE": tokenFile,
+			"AZURE_CLIENT_ID":            managerClient,
+			"AZURE_TENANT_ID":            tenant,
+		}
+		setCloudOptions(cloudauth.Options{
+			Getenv:                        func(k string) string { return env[k] },
+			HTTPClient:                    cloudtest.LoopbackClient(fake.Pool),
+			Now:                           fx.clock.Now,
+			HostAliases:                   map[string]string{fx.registry.Host: acrHost},
+			ACRExchangeURL:                func(string) string { return fake.ExchangeURL() },
+			AzureDisableInstanceDiscovery: true,
+		})
+	})
+
+	BeforeEach(func() { ns = fx.namespace() })
+
+	It("syncs with the manager's workload identity through the ACR exchange and renews the refresh token", func() {
+		createArtifact(ns, fx.spec("azure"))
+		expectPublished(ns, fx.registry.Host, fx.repo, "v1", fx.desc, fx.m, fx.m.Layers, fx.contents)
+		Expect(fake.RefreshTokens()).To(HaveLen(1))
+
+		By("keeping the refresh token for the next syncs")
+		resyncArtifact(ns, "cached")
+		Expect(fake.RefreshTokens()).To(HaveLen(1), "a cached refresh token is used again")
+
+		By("renewing it once it is about to expire")
+		fx.clock.Add(3 * time.Hour)
+		resyncArtifact(ns, "expired")
+		Expect(fake.RefreshTokens()).To(HaveLen(2), "an expired refresh token is renewed")
+		Expect(apimetaReady(getArtifact(ns))).To(BeTrue())
+		expectNoCloudSecret(ns, append(fake.RefreshTokens(), managerJWT))
+	})
+
+	It("reports an ACR exchange outage as RegistryUnavailable and recovers", func() {
+		fake.ACR.Down()
+		fx.clock.Add(3 * time.Hour)
+		createArtifact(ns, fx.spec("azure"))
+		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("azure"), ContainSubstring("ACR token exchange"), ContainSubstring(fx.registry.Host)))
+		fake.ACR.Up()
+		waitReady(ns, fx.desc.Digest)
+	})
+
+	It("stalls on a registry that is not ACR without sending it anything", func() {
+		expectStalledOnForeignHost(ns, fx.spec("azure"), fx.repo)
+	})
+
+	It("uses a ServiceAccount's client through TokenRequest, and fails clearly for one not federated", func() {
+		Expect(k8sClient.Create(bg, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "puller",
+			Annotations: map[string]string{cloudauth.AnnotationAzureClientID: tenantClient}}})).To(Succeed())
+		spec := fx.spec("azure")
+		spec.ServiceAccountName = "puller"
+		createArtifact(ns, spec)
+		a := waitFailed(ns, v1alpha1.ReasonAuthenticationFailed, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("Entra ID token of ServiceAccount "+ns+"/puller"), ContainSubstring("AADSTS700211"), ContainSubstring(fx.registry.Host)))
+
+		By("federating the ServiceAccount with the client")
+		fake.Federate(tenantClient, cloudtest.ServiceAccountSubject(ns, "puller"))
+		waitReady(ns, fx.desc.Digest)
+		expectNoCloudSecret(ns, fake.RefreshTokens())
+	})
+})

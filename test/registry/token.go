@@ -143,6 +143,12 @@ func NewTokenIssuer(t T, opts TokenOptions) *TokenIssuer {
 // RefreshToken returns the identity token (OAuth2 refresh token) the
 // issuer accepts for user, as docker stores in "identitytoken".
 func (ti *TokenIssuer) RefreshToken(user string) string {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	return ti.refreshTokenLocked(user)
+}
+
+func (ti *TokenIssuer) refreshTokenLocked(user string) string {
 	for tok, name := range ti.refresh {
 		if name == user {
 			return tok
@@ -270,7 +276,9 @@ func (ti *TokenIssuer) servePost(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "refresh_token":
+		ti.mu.Lock()
 		name, ok := ti.refresh[r.PostForm.Get("refresh_token")]
+		ti.mu.Unlock()
 		if !ok {
 			ti.fail(w, rec, http.StatusUnauthorized, "invalid_grant", "unknown refresh token")
 			return
@@ -307,6 +315,24 @@ func (ti *TokenIssuer) SetPassword(user, password string) {
 	defer ti.mu.Unlock()
 	u := ti.users[user]
 	u.Name, u.Password = user, password
+	ti.users[user] = u
+}
+
+// SetRefreshToken makes token the only refresh token (identity token)
+// the issuer accepts for user, adding the user (with pull and push) if
+// unknown: a test of refresh tokens that a cloud hands out (the ACR
+// exchange) accepts only the newest one.
+func (ti *TokenIssuer) SetRefreshToken(user, token string) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	for tok, name := range ti.refresh {
+		if name == user {
+			delete(ti.refresh, tok)
+		}
+	}
+	ti.refresh[token] = user
+	u := ti.users[user]
+	u.Name = user
 	ti.users[user] = u
 }
 
