@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -115,9 +116,12 @@ type Endpoint struct {
 	t       T
 	handler http.Handler
 	tls     bool
-	srv     *httptest.Server
-	addr    string
-	url     string
+	// mu guards srv, addr and url: the code under test reads the URL
+	// while a test brings the endpoint down and up.
+	mu   sync.Mutex
+	srv  *httptest.Server
+	addr string
+	url  string
 	// Hits counts the requests served.
 	Hits atomic.Int64
 }
@@ -149,35 +153,51 @@ func (e *Endpoint) start(addr string) {
 	if err != nil {
 		e.t.Fatalf("listen %s: %v", addr, err)
 	}
-	e.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second}}
+	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second}}
 	if e.tls {
-		e.srv.StartTLS()
+		srv.StartTLS()
 	} else {
-		e.srv.Start()
+		srv.Start()
 	}
-	e.addr = l.Addr().String()
-	e.url = e.srv.URL
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.srv, e.addr, e.url = srv, l.Addr().String(), srv.URL
 }
 
 // URL is the endpoint's base URL.
-func (e *Endpoint) URL() string { return e.url }
+func (e *Endpoint) URL() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.url
+}
 
 // Handler is the endpoint's handler (counting its requests), to serve
 // the same fake on another endpoint, e.g. over TLS.
 func (e *Endpoint) Handler() http.HandlerFunc { return e.handler.ServeHTTP }
 
 // Addr is the endpoint's host:port.
-func (e *Endpoint) Addr() string { return e.addr }
+func (e *Endpoint) Addr() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.addr
+}
 
 // Certificate is the certificate of a TLS endpoint.
-func (e *Endpoint) Certificate() *x509.Certificate { return e.srv.Certificate() }
+func (e *Endpoint) Certificate() *x509.Certificate {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.srv.Certificate()
+}
 
 // Down closes the endpoint: connections to it are refused.
 func (e *Endpoint) Down() {
-	if e.srv != nil {
-		e.srv.CloseClientConnections()
-		e.srv.Close()
-		e.srv = nil
+	e.mu.Lock()
+	srv := e.srv
+	e.srv = nil
+	e.mu.Unlock()
+	if srv != nil {
+		srv.CloseClientConnections()
+		srv.Close()
 	}
 }
 
@@ -187,7 +207,7 @@ func (e *Endpoint) Up() {
 	if e.tls {
 		e.t.Fatalf("restart of a TLS endpoint")
 	}
-	e.start(e.addr)
+	e.start(e.Addr())
 }
 
 // WriteCAFile writes the certificates of TLS endpoints as a PEM file in
