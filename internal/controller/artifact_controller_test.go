@@ -561,15 +561,7 @@ var _ = Describe("Artifact controller", func() {
 				ConfigMap: &v1alpha1.ConfigMapOutput{Name: configMapName},
 			}
 			change(&spec)
-			a := &v1alpha1.Artifact{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "cel-"}, Spec: spec}
-			err := k8sClient.Create(bg, a)
-			if message == "" {
-				Expect(err).NotTo(HaveOccurred())
-				Expect(k8sClient.Delete(bg, a)).To(Succeed())
-				return
-			}
-			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want an Invalid error, got %v", err)
-			Expect(err.Error()).To(ContainSubstring(message))
+			expectValidated(ns, spec, message)
 		},
 		Entry("accepts a valid spec", func(*v1alpha1.ArtifactSpec) {}, ""),
 		Entry("accepts a digest without semver", func(s *v1alpha1.ArtifactSpec) {
@@ -1042,4 +1034,20 @@ func expectNoSecretIn(ns, password, user string) {
 		Expect(t).NotTo(Or(ContainSubstring(password), ContainSubstring(encoded)), "a message reveals the password")
 	}
 	Expect(strings.Join(texts, "\n")).NotTo(BeEmpty(), "there were messages to check")
+}
+
+// expectValidated creates an Artifact of spec in ns: the API server
+// accepts it when message is empty (and it is deleted again), or refuses
+// it as Invalid with message.
+func expectValidated(ns string, spec v1alpha1.ArtifactSpec, message string) {
+	GinkgoHelper()
+	a := &v1alpha1.Artifact{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "cel-"}, Spec: spec}
+	err := k8sClient.Create(bg, a)
+	if message == "" {
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Delete(bg, a)).To(Succeed())
+		return
+	}
+	Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want an Invalid error, got %v", err)
+	Expect(err.Error()).To(ContainSubstring(message))
 }

@@ -349,15 +349,7 @@ var _ = Describe("Secret output", func() {
 				Secret:    &v1alpha1.SecretOutput{Name: secretName},
 			}
 			change(&spec)
-			a := &v1alpha1.Artifact{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "cel-"}, Spec: spec}
-			err := k8sClient.Create(bg, a)
-			if message == "" {
-				Expect(err).NotTo(HaveOccurred())
-				Expect(k8sClient.Delete(bg, a)).To(Succeed())
-				return
-			}
-			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want an Invalid error, got %v", err)
-			Expect(err.Error()).To(ContainSubstring(message))
+			expectValidated(ns, spec, message)
 		},
 		Entry("accepts a Secret output", func(*v1alpha1.ArtifactSpec) {}, ""),
 		Entry("accepts kubernetes.io/tls", func(s *v1alpha1.ArtifactSpec) { s.Secret.Type = "kubernetes.io/tls" }, ""),
