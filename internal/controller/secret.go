@@ -120,12 +120,12 @@ func checkSecretContent(t corev1.SecretType, files []file) error {
 	for _, f := range files {
 		switch {
 		case t == corev1.SecretTypeSSHAuth && f.name == corev1.SSHAuthPrivateKey && len(f.content) == 0:
-			return stalled(v1alpha1.ReasonSelectorMismatch, "spec.secret.type %s needs a non-empty file %s, and it is empty; nothing was written", t, f.name)
+			return stalled(v1alpha1.ReasonSelectorMismatch, "spec.secret.type %s needs a non-empty file %s, and it is empty; nothing was written: push the key in it, or choose another type", t, f.name)
 		case t == corev1.SecretTypeDockerConfigJson && f.name == corev1.DockerConfigJsonKey,
 			t == corev1.SecretTypeDockercfg && f.name == corev1.DockerConfigKey:
 			var obj map[string]json.RawMessage
 			if json.Unmarshal(f.content, &obj) != nil {
-				return stalled(v1alpha1.ReasonSelectorMismatch, "spec.secret.type %s needs the file %s to hold a JSON object, and it does not; nothing was written", t, f.name)
+				return stalled(v1alpha1.ReasonSelectorMismatch, "spec.secret.type %s needs the file %s to hold a JSON object, and it does not; nothing was written: push a Docker config file, or choose another type", t, f.name)
 			}
 		}
 	}
@@ -236,7 +236,7 @@ func (r *ArtifactReconciler) publishSecret(ctx context.Context, obj *v1alpha1.Ar
 	if current == nil {
 		if err := r.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return transient(v1alpha1.ReasonOutputConflict, "Secret %q was created by someone else meanwhile; it is left alone", desired.Name)
+				return transient(v1alpha1.ReasonOutputConflict, "Secret %q was created by someone else meanwhile; it is left alone: delete it or choose another spec.secret.name", desired.Name)
 			}
 			return secretAPIError("creating", desired.Name, err)
 		}
