@@ -12,7 +12,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.semver) || !self.reference.contains('@')",message="semver picks a tag, so the reference must not pin a digest (drop the @sha256:... part or the semver field)"
 // +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.pullSecrets) || size(self.pullSecrets) == 0",message="pullSecrets are for provider generic; with a cloud provider the credentials come from the cloud (drop pullSecrets or set provider: generic)"
 // +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.plainHTTP) || !self.plainHTTP",message="a cloud provider sends credentials over HTTPS only: drop plainHTTP"
-// +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.volume)",message="the volume output's sync Jobs cannot carry a cloud credential: use provider generic with pullSecrets, or the configMap output"
+// +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider == 'generic' || !has(self.volume)",message="the volume output's sync Jobs cannot carry a cloud credential: use provider generic with pullSecrets, or the configMap or secret output"
 type ArtifactSpec struct {
 	// Reference names the artifact: registry/repository[:tag][@digest],
 	// for example ghcr.io/org/config:v1 or

@@ -113,7 +113,7 @@ func TestAzureServiceAccount(t *testing.T) {
 	}
 }
 
-func TestAzureExchangeRefusedAndDown(t *testing.T) {
+func TestAzureEndpointsRefusedAndDown(t *testing.T) {
 	f := newFakeAzure(t)
 	f.Federate(azSAClient, cloudtest.ServiceAccountSubject("team-a", "puller"))
 	id, _ := NewIdentity(Azure, "team-a", "puller", map[string]string{AnnotationAzureClientID: azSAClient}, (&saTokens{}).fn("team-a", "puller"))
@@ -123,7 +123,7 @@ func TestAzureExchangeRefusedAndDown(t *testing.T) {
 	// The exchange refuses a registry the token is not for.
 	_, err := c.Get(context.Background(), "127.0.0.1:5000", id)
 	mustClass(t, err, ErrAuthFailed, []string{"azure: ACR token exchange for 127.0.0.1:5000", "401", "UNAUTHORIZED"})
-	// Entra ID down: unavailable.
+	// The exchange down: unavailable.
 	f.ACR.Down()
 	c2, _ := New(Azure, f.options())
 	_, err = c2.Get(context.Background(), acrHostName, id)
@@ -131,6 +131,19 @@ func TestAzureExchangeRefusedAndDown(t *testing.T) {
 	f.ACR.Up()
 	if _, err := c2.Get(context.Background(), acrHostName, id); err != nil {
 		t.Fatalf("after the exchange came back: %v", err)
+	}
+	// Entra ID down: unavailable, and the exchange is not asked.
+	f.AAD.Down()
+	c3, _ := New(Azure, f.options())
+	exchanges := f.ACR.Hits.Load()
+	_, err = c3.Get(context.Background(), acrHostName, id)
+	mustClass(t, err, ErrUnavailable, []string{"azure: Entra ID token of ServiceAccount team-a/puller", acrHostName})
+	if f.ACR.Hits.Load() != exchanges {
+		t.Fatal("the exchange was asked without an Entra ID token")
+	}
+	f.AAD.Up()
+	if _, err := c3.Get(context.Background(), acrHostName, id); err != nil {
+		t.Fatalf("after Entra ID came back: %v", err)
 	}
 }
 

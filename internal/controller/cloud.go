@@ -99,7 +99,7 @@ func (r *ArtifactReconciler) cloudCredentials(ctx context.Context, obj *v1alpha1
 	case obj.Spec.PlainHTTP:
 		return nil, nil, stalled(v1alpha1.ReasonInvalidSpec, "provider %s sends credentials over HTTPS only: drop spec.plainHTTP", p)
 	case obj.Spec.Volume != nil:
-		return nil, nil, stalled(v1alpha1.ReasonInvalidSpec, "the volume output's sync Jobs cannot carry a provider %s credential (it never leaves the manager's memory): use the configMap output, or provider generic with pullSecrets", p)
+		return nil, nil, stalled(v1alpha1.ReasonInvalidSpec, "the volume output's sync Jobs cannot carry a provider %s credential (it never leaves the manager's memory): use the configMap or secret output, or provider generic with pullSecrets", p)
 	}
 	ref, err := reference.Parse(obj.Spec.Reference)
 	if err != nil {

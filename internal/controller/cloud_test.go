@@ -208,6 +208,22 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		waitReady(ns, desc.Digest)
 	})
 
+	It("reports an STS outage as RegistryUnavailable and recovers", func() {
+		// A ServiceAccount's role: its credentials are not cached yet, so
+		// the sync needs STS.
+		Expect(k8sClient.Create(bg, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sts-outage",
+			Annotations: map[string]string{cloudauth.AnnotationAWSRoleARN: tenantRole}}})).To(Succeed())
+		f.AllowRole(cloudtest.ServiceAccountSubject(ns, "sts-outage"), tenantRole)
+		f.STS.Down()
+		spec := awsSpec()
+		spec.ServiceAccountName = "sts-outage"
+		createArtifact(ns, spec)
+		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("aws"), ContainSubstring("STS AssumeRoleWithWebIdentity"), ContainSubstring(registry.Host)))
+		f.STS.Up()
+		waitReady(ns, desc.Digest)
+	})
+
 	It("stalls on a registry that is not ECR without sending it anything", func() {
 		expectStalledOnForeignHost(ns, awsSpec(), repo)
 	})
@@ -568,6 +584,25 @@ var _ = Describe("Artifact with provider azure", Ordered, func() {
 		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
 		Expect(readyMessage(a)).To(And(ContainSubstring("azure"), ContainSubstring("ACR token exchange"), ContainSubstring(fx.registry.Host)))
 		fake.ACR.Up()
+		waitReady(ns, fx.desc.Digest)
+	})
+
+	It("reports an Entra ID outage as RegistryUnavailable and recovers", func() {
+		// A ServiceAccount's client: no Entra ID token of it is cached
+		// yet, so the sync needs Entra ID.
+		const outageClient = "aaaaaaaa-2222-3333-4444-555555555555"
+		Expect(k8sClient.Create(bg, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "aad-outage",
+			Annotations: map[string]string{cloudauth.AnnotationAzureClientID: outageClient}}})).To(Succeed())
+		fake.Federate(outageClient, cloudtest.ServiceAccountSubject(ns, "aad-outage"))
+		fake.AAD.Down()
+		exchanges := fake.ACR.Hits.Load()
+		spec := fx.spec("azure")
+		spec.ServiceAccountName = "aad-outage"
+		createArtifact(ns, spec)
+		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
+		Expect(readyMessage(a)).To(And(ContainSubstring("azure"), ContainSubstring("Entra ID token of ServiceAccount "+ns+"/aad-outage"), ContainSubstring(fx.registry.Host)))
+		Expect(fake.ACR.Hits.Load()).To(Equal(exchanges), "no exchange without an Entra ID token")
+		fake.AAD.Up()
 		waitReady(ns, fx.desc.Digest)
 	})
 

@@ -32,6 +32,12 @@ type syncStep struct {
 	// which skips the steps that write it. Such a step acts on what the
 	// output holds (status.digest), not on what this sync fetched.
 	upToDate bool
+	// registry: the step reads from the registry with the credentials
+	// resolve chose, and writes nothing before its reads are done, so
+	// that with a cloud provider a refused credential (401, 403) is
+	// renewed and the step run once more within the sync. Resolve does
+	// this itself, around the part after the client is made.
+	registry bool
 }
 
 // syncState is what the steps of one sync share: each reads what the
@@ -64,12 +70,12 @@ type syncState struct {
 // steps returns the sync's steps in order.
 func (r *ArtifactReconciler) steps() []syncStep {
 	return []syncStep{
-		{"resolve", r.resolveStep, false},
-		{"verify", r.verifyStep, false},
-		{"fetch", r.fetchStep, false},
-		{"publish", r.publishStep, false},
-		{"record", recordStep, false},
-		{"rollout", r.rolloutStep, true},
+		{name: "resolve", run: r.resolveStep},
+		{name: "verify", run: r.verifyStep, registry: true},
+		{name: "fetch", run: r.fetchStep, registry: true},
+		{name: "publish", run: r.publishStep, registry: true},
+		{name: "record", run: recordStep},
+		{name: "rollout", run: r.rolloutStep, upToDate: true},
 	}
 }
 
@@ -88,10 +94,19 @@ func runSteps(ctx context.Context, s *syncState, steps []syncStep) error {
 		if s.upToDate && !step.upToDate {
 			continue
 		}
-		if err := step.run(ctx, s); err != nil {
+		if err := s.run(ctx, step); err != nil {
 			s.out.step = step.name
 			return err
 		}
 	}
 	return nil
+}
+
+// run runs step, through the cloud provider's retry when it reads from
+// the registry.
+func (s *syncState) run(ctx context.Context, step syncStep) error {
+	if !step.registry || s.access == nil {
+		return step.run(ctx, s)
+	}
+	return s.access.cloud.retry(ctx, func(ctx context.Context) error { return step.run(ctx, s) })
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,7 +12,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
+	"github.com/ocisync/ocisync/internal/cloudauth"
+	"github.com/ocisync/ocisync/internal/cloudauth/cloudtest"
 	"github.com/ocisync/ocisync/internal/oci"
+	"github.com/ocisync/ocisync/internal/oci/errdef"
 	"github.com/ocisync/ocisync/internal/oci/reference"
 )
 
@@ -172,5 +176,69 @@ func TestRecordStep(t *testing.T) {
 				t.Errorf("files %+v, want a.yaml", st.Files)
 			}
 		})
+	}
+}
+
+// TestRunStepsCloudRetry: with a cloud provider, a step that reads from
+// the registry and meets a refused credential (401, 403) after resolve
+// succeeded gets a fresh credential and one more run within the sync;
+// a step that does not read from the registry, and a refusal that
+// persists, do not loop.
+func TestRunStepsCloudRetry(t *testing.T) {
+	const host = "us-central1-docker.pkg.dev"
+	fake := cloudtest.NewGCP(t)
+	t.Setenv("GCE_METADATA_HOST", fake.MetadataHost())
+	creds, err := cloudauth.New(cloudauth.GCP, cloudauth.Options{HTTPClient: cloudtest.LoopbackClient(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := fmt.Errorf("GET blob: 403 Forbidden: %w", errdef.ErrDenied)
+	tests := []struct {
+		name     string
+		registry bool
+		refusals int // how many runs the registry refuses
+		wantRuns int
+		wantErr  bool
+		wantNew  int // fresh tokens asked for
+	}{
+		{name: "refused once", registry: true, refusals: 1, wantRuns: 2, wantNew: 1},
+		{name: "refused for good", registry: true, refusals: 9, wantRuns: 2, wantErr: true, wantNew: 1},
+		{name: "not refused", registry: true, refusals: 0, wantRuns: 1},
+		{name: "not a registry step", registry: false, refusals: 1, wantRuns: 1, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The credential resolve used.
+			if _, err := creds.Get(t.Context(), host, nil); err != nil {
+				t.Fatal(err)
+			}
+			before := len(fake.Tokens())
+			runs := 0
+			s := &syncState{obj: &v1alpha1.Artifact{}, out: &syncOutcome{},
+				access: &registryAccess{cloud: &cloudAccess{creds: creds, host: host}}}
+			err := runSteps(t.Context(), s, []syncStep{{name: "fetch", registry: tt.registry, run: func(ctx context.Context, s *syncState) error {
+				runs++
+				if _, err := creds.Get(ctx, host, nil); err != nil {
+					return err
+				}
+				if runs <= tt.refusals {
+					return refused
+				}
+				return nil
+			}}})
+			if runs != tt.wantRuns || (err != nil) != tt.wantErr {
+				t.Errorf("ran %d times, err %v; want %d runs, error %t", runs, err, tt.wantRuns, tt.wantErr)
+			}
+			if got := len(fake.Tokens()) - before; got != tt.wantNew {
+				t.Errorf("%d fresh tokens, want %d", got, tt.wantNew)
+			}
+		})
+	}
+	// Without a cloud provider a refusal is the sync's error at once.
+	runs := 0
+	s := &syncState{obj: &v1alpha1.Artifact{}, out: &syncOutcome{}, access: &registryAccess{}}
+	err = runSteps(t.Context(), s, []syncStep{{name: "fetch", registry: true, run: func(context.Context, *syncState) error { runs++; return refused }}})
+	if runs != 1 || !errors.Is(err, errdef.ErrDenied) {
+		t.Errorf("generic provider: %d runs, err %v", runs, err)
 	}
 }

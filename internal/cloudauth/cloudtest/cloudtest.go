@@ -122,6 +122,9 @@ type Endpoint struct {
 	srv  *httptest.Server
 	addr string
 	url  string
+	// tlsConf keeps a TLS endpoint's certificate across Down and Up, so
+	// that clients which trust it trust the restarted endpoint too.
+	tlsConf *tls.Config
 	// Hits counts the requests served.
 	Hits atomic.Int64
 }
@@ -154,13 +157,17 @@ func (e *Endpoint) start(addr string) {
 		e.t.Fatalf("listen %s: %v", addr, err)
 	}
 	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second}}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.tls {
+		if e.tlsConf != nil {
+			srv.TLS = e.tlsConf.Clone()
+		}
 		srv.StartTLS()
+		e.tlsConf = srv.TLS.Clone()
 	} else {
 		srv.Start()
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.srv, e.addr, e.url = srv, l.Addr().String(), srv.URL
 }
 
@@ -186,7 +193,14 @@ func (e *Endpoint) Addr() string {
 func (e *Endpoint) Certificate() *x509.Certificate {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.srv.Certificate()
+	if e.tlsConf == nil || len(e.tlsConf.Certificates) == 0 {
+		return nil
+	}
+	c, err := x509.ParseCertificate(e.tlsConf.Certificates[0].Certificate[0])
+	if err != nil {
+		e.t.Fatalf("endpoint certificate: %v", err)
+	}
+	return c
 }
 
 // Down closes the endpoint: connections to it are refused.
@@ -201,12 +215,9 @@ func (e *Endpoint) Down() {
 	}
 }
 
-// Up restarts a downed endpoint on its old address. A TLS endpoint would
-// get a new certificate, so only plain ones are restarted.
+// Up restarts a downed endpoint on its old address (a TLS one with its
+// old certificate).
 func (e *Endpoint) Up() {
-	if e.tls {
-		e.t.Fatalf("restart of a TLS endpoint")
-	}
 	e.start(e.Addr())
 }
 
