@@ -2,6 +2,9 @@ package cloudauth
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +126,44 @@ func TestGCPServiceAccountOutsideGKE(t *testing.T) {
 	mustClass(t, err, ErrUnsupported, []string{"GKE", "cluster-name"})
 	if f.STS.Hits.Load() != 0 {
 		t.Fatal("STS asked outside GKE")
+	}
+}
+
+// TestGCPApplicationCredentialsFile: GOOGLE_APPLICATION_CREDENTIALS
+// comes before the metadata server, here a workload identity federation
+// configuration (as `gcloud iam workload-identity-pools create-cred-config`
+// writes for a manager outside Google Cloud) whose subject token is a
+// file.
+func TestGCPApplicationCredentialsFile(t *testing.T) {
+	f := newFakeGCP(t)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(saToken("ocisync-system", "ocisync-manager", gcpPool)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf, _ := json.Marshal(map[string]any{
+		"type": "external_account",
+		"audience": "identitynamespace:" + gcpPool + ":https://container.googleapis.com/v1/projects/" + cloudtest.GCPProject +
+			"/locations/" + cloudtest.GCPLocation + "/clusters/" + cloudtest.GCPCluster,
+		"subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+		"token_url":          f.STSURL(),
+		"credential_source":  map[string]any{"file": tokenFile},
+	})
+	confFile := filepath.Join(dir, "credentials.json")
+	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", confFile)
+	c, _ := New(GCP, f.options(nil))
+	// Not federated yet: STS refuses, and says so.
+	_, err := c.Get(context.Background(), garHostName, nil)
+	mustClass(t, err, ErrAuthFailed, []string{"gcp: Application Default Credentials for " + garHostName, "invalid_grant"})
+	f.Federate(cloudtest.ServiceAccountSubject("ocisync-system", "ocisync-manager"))
+	cred, err := c.Get(context.Background(), garHostName, nil)
+	if err != nil || cred.Password != "federated-1" {
+		t.Fatalf("Get: %q %v", cred.Password, err)
+	}
+	if f.MD.Hits.Load() != 0 {
+		t.Fatal("the metadata server was asked although GOOGLE_APPLICATION_CREDENTIALS is set")
 	}
 }
