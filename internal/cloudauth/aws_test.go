@@ -2,12 +2,16 @@ package cloudauth
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,4 +305,77 @@ func TestAWSCABundle(t *testing.T) {
 	c3, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
 	_, err = c3.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrAuthFailed, []string{"loading the AWS configuration", "CA bundle"})
+}
+
+// TestAWSManagerPodIdentityAndInstanceMetadata: the other links of the
+// default chain the manager may run with: the EKS Pod Identity agent
+// (its token file), and failing that the node's instance metadata
+// (IMDSv2), both through the manager's HTTP client.
+func TestAWSManagerPodIdentityAndInstanceMetadata(t *testing.T) {
+	f := newFakeAWS(t)
+	ctx := context.Background()
+
+	podToken := saToken("ocisync-system", "ocisync-manager", AudienceEKSPodIdentity)
+	file := filepath.Join(t.TempDir(), "eks-pod-identity-token")
+	if err := os.WriteFile(file, []byte(podToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.SetPodToken(podToken)
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f.Pod.URL()+"/v1/credentials")
+	t.Setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", file)
+	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	if cred, err := c.Get(ctx, ecrHostName, nil); err != nil || cred.Password != "ecr-password-1" {
+		t.Fatalf("EKS Pod Identity: %q %v", cred.Password, err)
+	}
+	if f.Pod.Hits.Load() == 0 || f.STS.Hits.Load() != 0 {
+		t.Fatalf("agent asked %d times, STS %d times", f.Pod.Hits.Load(), f.STS.Hits.Load())
+	}
+
+	// Instance metadata, IMDSv2: a session token first, then the role's
+	// credentials, handed out by the fake's key maker through the agent.
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "")
+	t.Setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "")
+	var imdsPaths []string
+	var mu sync.Mutex
+	imds := cloudtest.NewEndpoint(t, false, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		imdsPaths = append(imdsPaths, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+			w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", r.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"))
+			fmt.Fprint(w, "imds-session")
+		case r.Header.Get("X-Aws-Ec2-Metadata-Token") != "imds-session":
+			w.WriteHeader(http.StatusUnauthorized)
+		case r.URL.Path == "/latest/meta-data/iam/security-credentials/":
+			fmt.Fprint(w, "node-role")
+		case r.URL.Path == "/latest/meta-data/iam/security-credentials/node-role":
+			// The agent's answer is the same JSON, with a Code.
+			req, _ := http.NewRequest(http.MethodGet, f.Pod.URL()+"/v1/credentials", nil)
+			req.Header.Set("Authorization", podToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			defer resp.Body.Close()
+			var creds map[string]string
+			_ = json.NewDecoder(resp.Body).Decode(&creds)
+			creds["Code"], creds["Type"], creds["LastUpdated"] = "Success", "AWS-HMAC", time.Now().UTC().Format(time.RFC3339)
+			_ = json.NewEncoder(w).Encode(creds)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL())
+	c2, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	if cred, err := c2.Get(ctx, ecrHostName, nil); err != nil || cred.Password != "ecr-password-2" {
+		t.Fatalf("instance metadata: %q %v", cred.Password, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(imdsPaths, "PUT /latest/api/token") || !slices.Contains(imdsPaths, "GET /latest/meta-data/iam/security-credentials/node-role") {
+		t.Fatalf("instance metadata requests %v", imdsPaths)
+	}
 }
