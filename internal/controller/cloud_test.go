@@ -421,11 +421,13 @@ var _ = Describe("Artifact with provider gcp", Ordered, func() {
 		fake.ExpiresIn = func() time.Duration { return time.Until(fx.clock.Now().Add(time.Hour)) }
 		// The metadata server is found through the environment only (the
 		// Google libraries have no option for it); nothing of this
-		// machine's Google configuration.
+		// machine's Google configuration, whose Application Default
+		// Credentials the libraries look for under $HOME.
 		unsetenv("GOOGLE_", "CLOUDSDK_")
 		setenv(map[string]string{
 			"GCE_METADATA_HOST": fake.MetadataHost(),
 			"CLOUDSDK_CONFIG":   GinkgoT().TempDir(),
+			"HOME":              GinkgoT().TempDir(),
 		})
 		setCloudOptions(cloudauth.Options{
 			HTTPClient:              cloudtest.LoopbackClient(nil),

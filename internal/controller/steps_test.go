@@ -187,7 +187,11 @@ func TestRecordStep(t *testing.T) {
 func TestRunStepsCloudRetry(t *testing.T) {
 	const host = "us-central1-docker.pkg.dev"
 	fake := cloudtest.NewGCP(t)
+	// Only the fake metadata server: none of this machine's Google
+	// credentials (ADC is found under $HOME).
 	t.Setenv("GCE_METADATA_HOST", fake.MetadataHost())
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
+	t.Setenv("HOME", t.TempDir())
 	creds, err := cloudauth.New(cloudauth.GCP, cloudauth.Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	if err != nil {
 		t.Fatal(err)
