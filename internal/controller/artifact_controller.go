@@ -213,7 +213,10 @@ func (r *ArtifactReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		done = metrics.ResultPublished
 	}
 	observeSync(ctx, obj, out, force, done, v1alpha1.ReasonSucceeded, nil, time.Since(start))
-	if out.newDigest {
+	// Only a sync that wrote announces: one that found the output holding
+	// the new digest already (its Artifact read before the cache showed
+	// the status of the sync that wrote it) would announce it twice.
+	if out.newDigest && out.written {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Published", "Publish", "published %s", obj.Status.ResolvedReference)
 	}
 	if out.rolloutErr != nil {

@@ -139,6 +139,30 @@ var _ = Describe("Artifact controller", func() {
 			expectPublishedOnce(ns, desc.Digest)
 		})
 
+		It("neither writes nor announces again an output that holds the digest when the status it reads is older", func() {
+			desc, m := pushPlain(repo, "v1", textLayer("a.txt", "a\n"))
+			spec := baseSpec(repo, "v1")
+			spec.Interval = every(longInterval)
+			createArtifact(ns, spec)
+			a, cm := expectPublished(ns, proxy.Host, repo, "v1", desc, m, m.Layers, map[string][]byte{"a.txt": []byte("a\n")})
+			expectPublishedOnce(ns, desc.Digest)
+
+			By("syncing with a status that does not show the publication yet")
+			// What a sync sees when its Artifact comes from a cache that
+			// has not caught up with the status of the sync that wrote
+			// the ConfigMap.
+			a.Status.Digest = digest.FromString("published before").String()
+			Expect(k8sClient.Status().Update(bg, a)).To(Succeed())
+			// Any annotation starts a sync; the reconcile-request one would
+			// force it, and a forced sync writes whatever it finds.
+			poke := client.MergeFrom(a.DeepCopy())
+			a.Annotations = map[string]string{"test.ocisync.io/poke": "1"}
+			Expect(k8sClient.Patch(bg, a, poke)).To(Succeed())
+			Eventually(func() string { return getArtifact(ns).Status.Digest }).Should(Equal(desc.Digest.String()))
+			Expect(getConfigMap(ns, configMapName).ResourceVersion).To(Equal(cm.ResourceVersion), "the ConfigMap was written again")
+			expectPublishedOnce(ns, desc.Digest)
+		})
+
 		It("only resolves the digest without an output, downloading no blob", func() {
 			desc, _ := pushPlain(repo, "v1", textLayer("a.txt", "a\n"))
 			spec := baseSpec(repo, "v1")

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -167,32 +169,52 @@ func (r *ArtifactReconciler) configMapIntact(ctx context.Context, obj *v1alpha1.
 }
 
 // publishConfigMap writes desired, with the shard labels of obj, in one
-// create or update.
-func (r *ArtifactReconciler) publishConfigMap(ctx context.Context, obj *v1alpha1.Artifact, desired *corev1.ConfigMap) error {
+// create or update, and reports whether it wrote. Unless force is set, a
+// ConfigMap that holds desired already, content and metadata, is left as
+// it is: a sync that read its Artifact from a cache not yet showing the
+// status of the sync that wrote it would otherwise write it again and
+// announce it twice.
+func (r *ArtifactReconciler) publishConfigMap(ctx context.Context, obj *v1alpha1.Artifact, desired *corev1.ConfigMap, force bool) (bool, error) {
 	desired.Labels = r.Scope.withShardLabels(desired.Labels, obj.Labels)
 	if err := controllerutil.SetControllerReference(obj, desired, r.Scheme); err != nil {
-		return transient(v1alpha1.ReasonOutputFailed, "setting the owner of ConfigMap %q: %w", desired.Name, err)
+		return false, transient(v1alpha1.ReasonOutputFailed, "setting the owner of ConfigMap %q: %w", desired.Name, err)
 	}
 	current, exists, err := r.ownedConfigMap(ctx, obj)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !exists {
 		if err := r.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return transient(v1alpha1.ReasonOutputConflict, "ConfigMap %q was created by someone else meanwhile; it is left alone", desired.Name)
+				return false, transient(v1alpha1.ReasonOutputConflict, "ConfigMap %q was created by someone else meanwhile; it is left alone", desired.Name)
 			}
-			return transient(v1alpha1.ReasonOutputFailed, "creating ConfigMap %q: %w", desired.Name, err)
+			return false, transient(v1alpha1.ReasonOutputFailed, "creating ConfigMap %q: %w", desired.Name, err)
 		}
-		return nil
+		return true, nil
 	}
 	updated := current.DeepCopy()
 	updated.Data, updated.BinaryData = desired.Data, desired.BinaryData
 	r.mergeOutputMeta(updated, desired, obj, annotationObservedChecksum)
+	if !force && holdsConfigMap(current, updated) {
+		return false, nil
+	}
 	// Update, not patch: the resourceVersion makes a concurrent edit fail
 	// the write instead of being merged into it.
 	if err := r.Update(ctx, updated); err != nil {
-		return transient(v1alpha1.ReasonOutputFailed, "updating ConfigMap %q: %w", desired.Name, err)
+		return false, transient(v1alpha1.ReasonOutputFailed, "updating ConfigMap %q: %w", desired.Name, err)
 	}
-	return nil
+	return true, nil
+}
+
+// holdsConfigMap reports whether current, as read (from the cache: its
+// content replaced by a checksum), is already updated: the same content
+// and the same labels, annotations and owners.
+func holdsConfigMap(current, updated *corev1.ConfigMap) bool {
+	if observedChecksum(current) != contentChecksum(updated) {
+		return false
+	}
+	annotations := maps.Clone(current.Annotations)
+	delete(annotations, annotationObservedChecksum)
+	return maps.Equal(annotations, updated.Annotations) && maps.Equal(current.Labels, updated.Labels) &&
+		equality.Semantic.DeepEqual(current.OwnerReferences, updated.OwnerReferences)
 }

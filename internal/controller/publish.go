@@ -73,10 +73,11 @@ func (r *ArtifactReconciler) publishConfigMapStep(ctx context.Context, s *syncSt
 	for _, f := range files {
 		s.out.bytes += int64(len(f.content))
 	}
-	if err := r.publishConfigMap(ctx, s.obj, configMapFor(s.obj, s.desc.Digest.String(), files)); err != nil {
+	written, err := r.publishConfigMap(ctx, s.obj, configMapFor(s.obj, s.desc.Digest.String(), files), s.force)
+	if err != nil {
 		return err
 	}
-	s.out.written = true
+	s.out.written = written
 	return nil
 }
 

@@ -9,7 +9,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/cloudauth"
@@ -244,5 +246,47 @@ func TestRunStepsCloudRetry(t *testing.T) {
 	err = runSteps(t.Context(), s, []syncStep{{name: "fetch", registry: true, run: func(context.Context, *syncState) error { runs++; return refused }}})
 	if runs != 1 || !errors.Is(err, errdef.ErrDenied) {
 		t.Errorf("generic provider: %d runs, err %v", runs, err)
+	}
+}
+
+// TestHoldsConfigMap: an output ConfigMap, as the cache holds it (content
+// replaced by its checksum), is left unwritten only when content,
+// labels, annotations and owners are all what the write would leave.
+func TestHoldsConfigMap(t *testing.T) {
+	obj := &v1alpha1.Artifact{}
+	obj.Name, obj.Namespace, obj.UID = "art", "ns", "uid-1"
+	obj.Spec.ConfigMap = &v1alpha1.ConfigMapOutput{Name: "out"}
+	owner := metav1.OwnerReference{APIVersion: "ocisync.io/v1alpha1", Kind: "Artifact", Name: "art", UID: "uid-1", Controller: new(true)}
+	written := func() *corev1.ConfigMap {
+		cm := configMapFor(obj, "sha256:aaa", []file{{name: "a.txt", content: []byte("a\n")}})
+		cm.OwnerReferences = []metav1.OwnerReference{owner}
+		return cm
+	}
+	cached := func(change func(*corev1.ConfigMap)) *corev1.ConfigMap {
+		cm := written()
+		if change != nil {
+			change(cm)
+		}
+		trimConfigMap(cm)
+		return cm
+	}
+	tests := []struct {
+		name   string
+		change func(*corev1.ConfigMap)
+		want   bool
+	}{
+		{name: "as written", want: true},
+		{name: "content edited", change: func(cm *corev1.ConfigMap) { cm.Data["a.txt"] = "b\n" }},
+		{name: "another digest", change: func(cm *corev1.ConfigMap) { cm.Annotations[v1alpha1.AnnotationDigest] = "sha256:bbb" }},
+		{name: "a label lost", change: func(cm *corev1.ConfigMap) { cm.Labels = nil }},
+		{name: "another owner", change: func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].UID = "uid-2" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			updated := written()
+			if got := holdsConfigMap(cached(tt.change), updated); got != tt.want {
+				t.Errorf("holdsConfigMap = %t, want %t", got, tt.want)
+			}
+		})
 	}
 }
