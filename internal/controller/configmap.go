@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"maps"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -210,11 +208,5 @@ func (r *ArtifactReconciler) publishConfigMap(ctx context.Context, obj *v1alpha1
 // content replaced by a checksum), is already updated: the same content
 // and the same labels, annotations and owners.
 func holdsConfigMap(current, updated *corev1.ConfigMap) bool {
-	if observedChecksum(current) != contentChecksum(updated) {
-		return false
-	}
-	annotations := maps.Clone(current.Annotations)
-	delete(annotations, annotationObservedChecksum)
-	return maps.Equal(annotations, updated.Annotations) && maps.Equal(current.Labels, updated.Labels) &&
-		equality.Semantic.DeepEqual(current.OwnerReferences, updated.OwnerReferences)
+	return observedChecksum(current) == contentChecksum(updated) && sameOutputMeta(current, updated, annotationObservedChecksum)
 }

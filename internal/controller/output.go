@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"sort"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -154,4 +156,16 @@ func (r *ArtifactReconciler) mergeOutputMeta(updated, desired metav1.Object, obj
 		annotations[k] = v
 	}
 	updated.SetAnnotations(annotations)
+}
+
+// sameOutputMeta reports whether an output as read (current) has the
+// labels, annotations and owners an update would leave (updated), the
+// annotations in ignore apart: the write would change no metadata.
+func sameOutputMeta(current, updated metav1.Object, ignore ...string) bool {
+	annotations := maps.Clone(current.GetAnnotations())
+	for _, k := range ignore {
+		delete(annotations, k)
+	}
+	return maps.Equal(annotations, updated.GetAnnotations()) && maps.Equal(current.GetLabels(), updated.GetLabels()) &&
+		equality.Semantic.DeepEqual(current.GetOwnerReferences(), updated.GetOwnerReferences())
 }

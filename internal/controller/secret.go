@@ -1,10 +1,12 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -197,10 +199,11 @@ func (r *ArtifactReconciler) publishSecretStep(ctx context.Context, s *syncState
 	if err := checkSecretContent(typ, files); err != nil {
 		return err
 	}
-	if err := r.publishSecret(ctx, obj, secretFor(obj, s.desc.Digest.String(), files), current); err != nil {
+	written, err := r.publishSecret(ctx, obj, secretFor(obj, s.desc.Digest.String(), files), current, s.force)
+	if err != nil {
 		return err
 	}
-	s.out.written = true
+	s.out.written = written
 	return nil
 }
 
@@ -225,34 +228,40 @@ func (r *ArtifactReconciler) ownedSecret(ctx context.Context, obj *v1alpha1.Arti
 
 // publishSecret writes desired, with the shard labels of obj, in one
 // create, or one update of current (the Secret as read, nil when there
-// is none), and remembers the write.
-func (r *ArtifactReconciler) publishSecret(ctx context.Context, obj *v1alpha1.Artifact, desired, current *corev1.Secret) error {
+// is none), remembers the write, and reports whether it wrote. Unless
+// force is set, a Secret that holds desired already is remembered as it
+// is and not written (see publishConfigMap).
+func (r *ArtifactReconciler) publishSecret(ctx context.Context, obj *v1alpha1.Artifact, desired, current *corev1.Secret, force bool) (bool, error) {
 	desired.Labels = r.Scope.withShardLabels(desired.Labels, obj.Labels)
 	if err := controllerutil.SetControllerReference(obj, desired, r.Scheme); err != nil {
-		return transient(v1alpha1.ReasonOutputFailed, "setting the owner of Secret %q: %w", desired.Name, err)
+		return false, transient(v1alpha1.ReasonOutputFailed, "setting the owner of Secret %q: %w", desired.Name, err)
 	}
 	digest := desired.Annotations[v1alpha1.AnnotationDigest]
 	defer r.secretWrites.begin(client.ObjectKeyFromObject(desired))()
 	if current == nil {
 		if err := r.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return transient(v1alpha1.ReasonOutputConflict, "Secret %q was created by someone else meanwhile; it is left alone: delete it or choose another spec.secret.name", desired.Name)
+				return false, transient(v1alpha1.ReasonOutputConflict, "Secret %q was created by someone else meanwhile; it is left alone: delete it or choose another spec.secret.name", desired.Name)
 			}
-			return secretAPIError("creating", desired.Name, err)
+			return false, secretAPIError("creating", desired.Name, err)
 		}
 		r.secretWrites.remember(desired, digest)
-		return nil
+		return true, nil
 	}
 	updated := current.DeepCopy()
 	updated.Data, updated.StringData = desired.Data, nil
 	r.mergeOutputMeta(updated, desired, obj)
+	if !force && len(current.StringData) == 0 && maps.EqualFunc(current.Data, updated.Data, bytes.Equal) && sameOutputMeta(current, updated) {
+		r.secretWrites.remember(current, digest)
+		return false, nil
+	}
 	// Update, not patch: the resourceVersion makes a concurrent edit fail
 	// the write instead of being merged into it.
 	if err := r.Update(ctx, updated); err != nil {
-		return secretAPIError("updating", desired.Name, err)
+		return false, secretAPIError("updating", desired.Name, err)
 	}
 	r.secretWrites.remember(updated, digest)
-	return nil
+	return true, nil
 }
 
 // secretIntact reports whether the output Secret still holds digest as

@@ -145,6 +145,28 @@ var _ = Describe("Secret output", func() {
 		expectPublishedOnce(ns, desc.Digest, desc2.Digest)
 	})
 
+	It("neither writes nor announces again a Secret that holds the digest when the status it reads is older", func() {
+		files := []layer{secretFile("token.txt", "token: ", "\n")}
+		desc, m := pushPlain(repo, "v1", files...)
+		spec := secretSpec("")
+		spec.Interval = every(longInterval)
+		createArtifact(ns, spec)
+		a, s := expectSecretPublished(desc, m, corev1.SecretTypeOpaque, contentsOf(files...))
+		expectPublishedOnce(ns, desc.Digest)
+
+		By("syncing with a status that does not show the publication yet")
+		a.Status.Digest = digest.FromString("published before").String()
+		Expect(k8sClient.Status().Update(bg, a)).To(Succeed())
+		poke := client.MergeFrom(a.DeepCopy())
+		a.Annotations = map[string]string{"test.ocisync.io/poke": "1"}
+		Expect(k8sClient.Patch(bg, a, poke)).To(Succeed())
+		Eventually(func() string { return getArtifact(ns).Status.Digest }).Should(Equal(desc.Digest.String()))
+		Expect(getSecret(ns, secretName).ResourceVersion).To(Equal(s.ResourceVersion), "the Secret was written again")
+		expectPublishedOnce(ns, desc.Digest)
+		Expect(reconciler.secretWrites.holds(client.ObjectKeyFromObject(s), s.UID, s.ResourceVersion, desc.Digest.String())).To(BeTrue(),
+			"the Secret found as written is remembered as the manager's own")
+	})
+
 	It("publishes a kubernetes.io/tls Secret from tls.crt and tls.key, with other files beside them", func() {
 		files := []layer{
 			secretFile(corev1.TLSCertKey, "-----BEGIN CERTIFICATE-----\n", "\n-----END CERTIFICATE-----\n"),
