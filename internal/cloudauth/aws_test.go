@@ -15,10 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocisync/ocisync/internal/oci/auth"
-	"github.com/ocisync/ocisync/internal/oci/errdef"
-
 	"github.com/ocisync/ocisync/internal/cloudauth/cloudtest"
+	"github.com/ocisync/ocisync/internal/oci/errdef"
 )
 
 const (
@@ -39,7 +37,7 @@ func newFakeAWS(t *testing.T) *fakeAWS {
 }
 
 // irsaManager sets the environment EKS gives a Pod with IRSA.
-func (f *fakeAWS) irsaManager(t *testing.T) string {
+func (f *fakeAWS) irsaManager(t *testing.T) {
 	jwt := saToken("ocisync-system", "ocisync-manager", AudienceAWSSTS)
 	file := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(file, []byte(jwt), 0o600); err != nil {
@@ -48,14 +46,13 @@ func (f *fakeAWS) irsaManager(t *testing.T) string {
 	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", file)
 	t.Setenv("AWS_ROLE_ARN", testRoleARN)
 	f.Accept(jwt, testRoleARN)
-	return jwt
 }
 
 func TestAWSManagerIdentityIRSA(t *testing.T) {
 	f := newFakeAWS(t)
-	jwt := f.irsaManager(t)
-	clock := newFakeClock()
-	c, err := New(AWS, Options{HTTPClient: loopbackClient(nil), Now: clock.Now})
+	f.irsaManager(t)
+	clock := &cloudtest.Clock{}
+	c, err := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,13 +96,12 @@ func TestAWSManagerIdentityIRSA(t *testing.T) {
 	if r := f.Regions()[len(f.Regions())-1]; r != "us-east-1" {
 		t.Errorf("ECR Public request signed for %q", r)
 	}
-	_ = jwt
 }
 
 func TestAWSHostMismatchSendsNothing(t *testing.T) {
 	f := newFakeAWS(t)
 	f.irsaManager(t)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	for _, h := range []string{"ghcr.io", "myregistry.azurecr.io", ecrHostName + ".evil.com"} {
 		_, err := c.Get(context.Background(), h, nil)
 		mustClass(t, err, ErrHostRefused, []string{"aws: host check", h})
@@ -120,7 +116,7 @@ func TestAWSHostMismatchSendsNothing(t *testing.T) {
 
 func TestAWSServiceAccountIRSA(t *testing.T) {
 	f := newFakeAWS(t)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	tokens := &saTokens{}
 	id, err := NewIdentity(AWS, "team-a", "puller", map[string]string{AnnotationAWSRoleARN: testRoleARN}, tokens.fn("team-a", "puller"))
 	if err != nil {
@@ -147,7 +143,7 @@ func TestAWSServiceAccountIRSA(t *testing.T) {
 
 func TestAWSWrongAudienceIsAuthenticationFailure(t *testing.T) {
 	f := newFakeAWS(t)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	f.Accept(saToken("team-a", "puller", "some-other-audience"), testRoleARN)
 	id, _ := NewIdentity(AWS, "team-a", "puller", map[string]string{AnnotationAWSRoleARN: testRoleARN}, (&saTokens{}).fn("team-a", "puller"))
 	_, err := c.Get(context.Background(), ecrHostName, id)
@@ -159,7 +155,7 @@ func TestAWSWrongAudienceIsAuthenticationFailure(t *testing.T) {
 
 func TestAWSServiceAccountPodIdentity(t *testing.T) {
 	f := newFakeAWS(t)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	tokens := &saTokens{}
 	id, err := NewIdentity(AWS, "team-a", "puller", nil, tokens.fn("team-a", "puller"))
 	if err != nil {
@@ -181,7 +177,7 @@ func TestAWSServiceAccountPodIdentity(t *testing.T) {
 
 func TestAWSMissingIdentity(t *testing.T) {
 	newFakeAWS(t)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	_, err := c.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrAuthFailed, []string{"aws: the default credential chain for " + ecrHostName})
 }
@@ -189,7 +185,7 @@ func TestAWSMissingIdentity(t *testing.T) {
 func TestAWSEndpointDownIsUnavailableThenRecovers(t *testing.T) {
 	f := newFakeAWS(t)
 	f.irsaManager(t)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	f.STS.Down()
 	_, err := c.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrUnavailable, []string{"aws:", ecrHostName})
@@ -199,7 +195,7 @@ func TestAWSEndpointDownIsUnavailableThenRecovers(t *testing.T) {
 	}
 	// ECR down after the identity was had.
 	f.ECR.Down()
-	c2, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c2, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	_, err = c2.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrUnavailable, []string{"aws: ECR GetAuthorizationToken for " + ecrHostName})
 	f.ECR.Up()
@@ -214,7 +210,7 @@ func TestAWSEndpointDownIsUnavailableThenRecovers(t *testing.T) {
 func TestAWSRetryAfterRegistryRefusal(t *testing.T) {
 	f := newFakeAWS(t)
 	f.irsaManager(t)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	ctx := context.Background()
 	creds := c.CredentialFunc(nil)
 	valid := map[string]bool{}
@@ -258,7 +254,6 @@ func TestAWSRetryAfterRegistryRefusal(t *testing.T) {
 	if RefusedByRegistry(&Error{Kind: ErrAuthFailed, Err: errdef.ErrDenied}) {
 		t.Fatal("an identity failure counted as a registry refusal")
 	}
-	_ = auth.Credential{}
 }
 
 // TestAWSCABundle: with AWS_CA_BUNDLE set, as on hosts whose AWS
@@ -275,14 +270,14 @@ func TestAWSCABundle(t *testing.T) {
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "ca.pem")
 	var pemData []byte
-	for _, e := range []*endpoint{sts, ecr} {
+	for _, e := range []*cloudtest.Endpoint{sts, ecr} {
 		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.Certificate().Raw})...)
 	}
 	if err := os.WriteFile(bundle, pemData, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("AWS_CA_BUNDLE", bundle)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	cred, err := c.Get(context.Background(), ecrHostName, nil)
 	if err != nil || cred.Password != "ecr-password-1" {
 		t.Fatalf("Get with AWS_CA_BUNDLE: %q %v", cred.Password, err)
@@ -294,7 +289,7 @@ func TestAWSCABundle(t *testing.T) {
 	// The dial restrictions of our client still hold: a host name is
 	// refused by the loopback-only dialer before any DNS look-up.
 	t.Setenv("AWS_ENDPOINT_URL_ECR", strings.Replace(ecr.URL(), "127.0.0.1", "localhost", 1))
-	c2, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c2, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	_, err = c2.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrUnavailable, []string{"ECR GetAuthorizationToken", "loopback only"})
 
@@ -302,7 +297,7 @@ func TestAWSCABundle(t *testing.T) {
 	if err := os.WriteFile(bundle, []byte("not pem"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c3, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c3, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	_, err = c3.Get(context.Background(), ecrHostName, nil)
 	mustClass(t, err, ErrAuthFailed, []string{"loading the AWS configuration", "CA bundle"})
 }
@@ -323,7 +318,7 @@ func TestAWSManagerPodIdentityAndInstanceMetadata(t *testing.T) {
 	f.SetPodToken(podToken)
 	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f.Pod.URL()+"/v1/credentials")
 	t.Setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", file)
-	c, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	if cred, err := c.Get(ctx, ecrHostName, nil); err != nil || cred.Password != "ecr-password-1" {
 		t.Fatalf("EKS Pod Identity: %q %v", cred.Password, err)
 	}
@@ -369,7 +364,7 @@ func TestAWSManagerPodIdentityAndInstanceMetadata(t *testing.T) {
 	})
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL())
-	c2, _ := New(AWS, Options{HTTPClient: loopbackClient(nil)})
+	c2, _ := New(AWS, Options{HTTPClient: cloudtest.LoopbackClient(nil)})
 	if cred, err := c2.Get(ctx, ecrHostName, nil); err != nil || cred.Password != "ecr-password-2" {
 		t.Fatalf("instance metadata: %q %v", cred.Password, err)
 	}

@@ -32,7 +32,7 @@ func newFakeAzure(t *testing.T) *fakeAzure {
 
 func (f *fakeAzure) options() Options {
 	return Options{
-		HTTPClient:                    loopbackClient(f.Pool),
+		HTTPClient:                    cloudtest.LoopbackClient(f.Pool),
 		AzureDisableInstanceDiscovery: true,
 		ACRExchangeURL:                func(string) string { return f.ExchangeURL() },
 	}
@@ -46,7 +46,7 @@ func TestAzureManagerWorkloadIdentity(t *testing.T) {
 	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", file)
 	t.Setenv("AZURE_CLIENT_ID", azClient)
 	f.Federate(azClient, cloudtest.ServiceAccountSubject("ocisync-system", "ocisync-manager"))
-	clock := newFakeClock()
+	clock := &cloudtest.Clock{}
 	o := f.options()
 	o.Now = clock.Now
 	c, _ := New(Azure, o)
@@ -99,7 +99,7 @@ func TestAzureServiceAccount(t *testing.T) {
 	mustClass(t, err, ErrAuthFailed, []string{"azure: Entra ID token of ServiceAccount team-b/puller", acrHostName, "AADSTS700211"}, saToken("team-b", "puller", AudienceAzure))
 	// The manager has no identity here (no token file, managed identity
 	// refused by the fake App Service endpoint).
-	msi := newEndpoint(t, false, func(w http.ResponseWriter, r *http.Request) {
+	msi := cloudtest.NewEndpoint(t, false, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprint(w, `{"error":"invalid_request","error_description":"No managed identity assigned"}`)
 	})

@@ -29,8 +29,8 @@ func newFakeGCP(t *testing.T) *fakeGCP {
 	return f
 }
 
-func (f *fakeGCP) options(clock *fakeClock) Options {
-	o := Options{HTTPClient: loopbackClient(nil), GoogleSTSURL: f.STSURL(), GoogleIAMCredentialsURL: f.IAM.URL()}
+func (f *fakeGCP) options(clock *cloudtest.Clock) Options {
+	o := Options{HTTPClient: cloudtest.LoopbackClient(nil), GoogleSTSURL: f.STSURL(), GoogleIAMCredentialsURL: f.IAM.URL()}
 	if clock != nil {
 		o.Now = clock.Now
 	}
@@ -39,7 +39,7 @@ func (f *fakeGCP) options(clock *fakeClock) Options {
 
 func TestGCPManagerIdentity(t *testing.T) {
 	f := newFakeGCP(t)
-	clock := newFakeClock()
+	clock := &cloudtest.Clock{}
 	c, _ := New(GCP, f.options(clock))
 	ctx := context.Background()
 	cred, err := c.Get(ctx, garHostName, nil)

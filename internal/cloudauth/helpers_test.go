@@ -2,15 +2,12 @@ package cloudauth
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ocisync/ocisync/internal/cloudauth/cloudtest"
 )
@@ -59,33 +56,6 @@ func closedAddr() string {
 	return addr
 }
 
-// loopbackClient refuses to dial anything but loopback and trusts pool
-// (nil: the system's).
-func loopbackClient(pool *x509.CertPool) *http.Client { return cloudtest.LoopbackClient(pool) }
-
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// fakeJWT is an unsigned JWT with the given claims.
-func fakeJWT(claims map[string]any) string { return cloudtest.FakeJWT(claims) }
-
 // saTokens is a TokenFunc of a ServiceAccount: a token per audience, and
 // a record of the audiences asked for.
 type saTokens struct {
@@ -95,7 +65,7 @@ type saTokens struct {
 }
 
 func saToken(ns, name, audience string) string {
-	return fakeJWT(map[string]any{"sub": "system:serviceaccount:" + ns + ":" + name, "aud": audience})
+	return cloudtest.FakeJWT(map[string]any{"sub": "system:serviceaccount:" + ns + ":" + name, "aud": audience})
 }
 
 func (s *saTokens) fn(ns, name string) TokenFunc {
@@ -108,13 +78,6 @@ func (s *saTokens) fn(ns, name string) TokenFunc {
 		}
 		return saToken(ns, name, audience), nil
 	}
-}
-
-// endpoint is a fake cloud endpoint on loopback.
-type endpoint = cloudtest.Endpoint
-
-func newEndpoint(t *testing.T, tlsOn bool, h http.HandlerFunc) *endpoint {
-	return cloudtest.NewEndpoint(t, tlsOn, h)
 }
 
 // mustClass fails unless err is an *Error of class kind whose message

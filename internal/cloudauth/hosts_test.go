@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocisync/ocisync/internal/cloudauth/cloudtest"
 	"github.com/ocisync/ocisync/internal/oci/auth"
 )
 
@@ -174,7 +175,7 @@ func TestNewIdentity(t *testing.T) {
 }
 
 func TestCacheRenewsBeforeExpiry(t *testing.T) {
-	clock := newFakeClock()
+	clock := &cloudtest.Clock{}
 	c := newCache(clock.Now)
 	var n atomic.Int64
 	fetch := func(context.Context) (auth.Credential, time.Time, error) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,18 +148,7 @@ var _ = Describe("Artifact controller", func() {
 			a, cm := expectPublished(ns, proxy.Host, repo, "v1", desc, m, m.Layers, map[string][]byte{"a.txt": []byte("a\n")})
 			expectPublishedOnce(ns, desc.Digest)
 
-			By("syncing with a status that does not show the publication yet")
-			// What a sync sees when its Artifact comes from a cache that
-			// has not caught up with the status of the sync that wrote
-			// the ConfigMap.
-			a.Status.Digest = digest.FromString("published before").String()
-			Expect(k8sClient.Status().Update(bg, a)).To(Succeed())
-			// Any annotation starts a sync; the reconcile-request one would
-			// force it, and a forced sync writes whatever it finds.
-			poke := client.MergeFrom(a.DeepCopy())
-			a.Annotations = map[string]string{"test.ocisync.io/poke": "1"}
-			Expect(k8sClient.Patch(bg, a, poke)).To(Succeed())
-			Eventually(func() string { return getArtifact(ns).Status.Digest }).Should(Equal(desc.Digest.String()))
+			syncWithOlderStatus(ns, a)
 			Expect(getConfigMap(ns, configMapName).ResourceVersion).To(Equal(cm.ResourceVersion), "the ConfigMap was written again")
 			expectPublishedOnce(ns, desc.Digest)
 		})
@@ -841,6 +831,30 @@ func expectPublishedOnce(ns string, digests ...digest.Digest) {
 		"a digest was announced as Published more than once")
 }
 
+// syncWithOlderStatus starts an unforced sync of a, a published
+// Artifact, with another status.digest than the one published: what a
+// sync sees when its Artifact comes from a cache that has not caught up
+// with the status of the sync that wrote the output. It waits until the
+// sync recorded the published digest again.
+func syncWithOlderStatus(ns string, a *v1alpha1.Artifact) {
+	GinkgoHelper()
+	By("syncing with a status that does not show the publication yet")
+	published := a.Status.Digest
+	a = a.DeepCopy()
+	a.Status.Digest = digest.FromString("published before").String()
+	Expect(k8sClient.Status().Update(bg, a)).To(Succeed())
+	// Any annotation starts a sync; the reconcile-request one would force
+	// it, and a forced sync writes whatever it finds.
+	poke := client.MergeFrom(a.DeepCopy())
+	a.Annotations = maps.Clone(a.Annotations)
+	if a.Annotations == nil {
+		a.Annotations = map[string]string{}
+	}
+	a.Annotations["test.ocisync.io/poke"] = "1"
+	Expect(k8sClient.Patch(bg, a, poke)).To(Succeed())
+	Eventually(func() string { return getArtifact(ns).Status.Digest }).Should(Equal(published))
+}
+
 // newPushClient returns an OCI client for pushing test content.
 func newPushClient(opts oci.Options) *oci.Client {
 	GinkgoHelper()
@@ -1041,18 +1055,24 @@ func caSecret(ns, name string) *corev1.Secret {
 	}
 }
 
+// artifactMessages are the messages of a's conditions and the notes of
+// the Events about it.
+func artifactMessages(a *v1alpha1.Artifact) []string {
+	var texts []string
+	for _, c := range a.Status.Conditions {
+		texts = append(texts, c.Message)
+	}
+	for _, e := range eventsAbout(a.Namespace, a.Name) {
+		texts = append(texts, e.Note)
+	}
+	return texts
+}
+
 // expectNoSecretIn fails when any text of the Artifact's status or events
 // carries the password, alone or in a basic auth encoding.
 func expectNoSecretIn(ns, password, user string) {
 	GinkgoHelper()
-	a := getArtifact(ns)
-	texts := []string{}
-	for _, c := range a.Status.Conditions {
-		texts = append(texts, c.Message)
-	}
-	for _, e := range artifactEvents(ns) {
-		texts = append(texts, e.Note)
-	}
+	texts := artifactMessages(getArtifact(ns))
 	encoded := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
 	for _, t := range texts {
 		Expect(t).NotTo(Or(ContainSubstring(password), ContainSubstring(encoded)), "a message reveals the password")

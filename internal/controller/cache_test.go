@@ -120,16 +120,10 @@ var _ = Describe("The manager's cache", func() {
 		Eventually(func() error {
 			return mgrCache.Get(bg, types.NamespacedName{Namespace: ns, Name: configMapName}, &corev1.ConfigMap{})
 		}).Should(Succeed())
-		heads := func() int { return proxy.Count(repo, http.MethodHead, "manifests") }
-		settled := heads()
-		Eventually(heads).Should(BeNumerically(">=", settled+2), "two more syncs")
-
-		before, headsBefore := managerRequests.snapshot(), heads()
-		Eventually(heads).Should(BeNumerically(">=", headsBefore+3), "three more syncs")
-		Expect(managerRequests.since(before, ns)).To(BeEmpty(), "requests of the manager about namespace %s in steady state", ns)
+		expectNoRequestsInSteadyState(ns, repo)
 
 		By("rotating the pull Secret")
-		before = managerRequests.snapshot()
+		before := managerRequests.snapshot()
 		Eventually(func() error {
 			s := &corev1.Secret{}
 			if err := k8sClient.Get(bg, types.NamespacedName{Namespace: ns, Name: "creds"}, s); err != nil {
@@ -316,4 +310,19 @@ func parseAPIRequest(req *http.Request) apiRequest {
 		r.verb = req.Method
 	}
 	return r
+}
+
+// expectNoRequestsInSteadyState lets the Artifacts of repo settle (two
+// syncs each polls its tag with a HEAD), then expects three more syncs to
+// make no API request about namespace ns. It returns the count of repo's
+// manifest HEADs, to count later syncs by.
+func expectNoRequestsInSteadyState(ns, repo string) (heads func() int) {
+	GinkgoHelper()
+	heads = func() int { return proxy.Count(repo, http.MethodHead, "manifests") }
+	settled := heads()
+	Eventually(heads).Should(BeNumerically(">=", settled+2), "two more syncs")
+	before, headsBefore := managerRequests.snapshot(), heads()
+	Eventually(heads).Should(BeNumerically(">=", headsBefore+3), "three more syncs")
+	Expect(managerRequests.since(before, ns)).To(BeEmpty(), "requests of the manager about namespace %s in steady state", ns)
+	return heads
 }

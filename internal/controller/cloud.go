@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ocisync/ocisync/api/v1alpha1"
 	"github.com/ocisync/ocisync/internal/cloudauth"
@@ -117,13 +116,9 @@ func (r *ArtifactReconciler) cloudCredentials(ctx context.Context, obj *v1alpha1
 		if !r.cloud().ServiceAccountIdentity {
 			return nil, nil, stalled(v1alpha1.ReasonInvalidSpec, "spec.serviceAccountName with provider %s asks for ServiceAccount %q's cloud identity, which this manager does not allow (it runs without --cloud-service-account-identity): drop serviceAccountName to use the manager's identity, or ask the cluster's administrator to enable it", p, sa)
 		}
-		_, accounts := r.refs()
-		account, err := accounts.get(ctx, r.metadata(), r.reader(), types.NamespacedName{Namespace: obj.Namespace, Name: sa})
+		account, err := r.serviceAccount(ctx, obj)
 		if err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, nil, transient(v1alpha1.ReasonCredentialsNotFound, "ServiceAccount %q (spec.serviceAccountName) does not exist in namespace %q; create it or fix the name", sa, obj.Namespace)
-			}
-			return nil, nil, transient(v1alpha1.ReasonCredentialsNotFound, "reading ServiceAccount %q: %w", sa, err)
+			return nil, nil, err
 		}
 		if id, err = cloudauth.NewIdentity(p, obj.Namespace, sa, account.Annotations, r.serviceAccountToken(obj.Namespace, sa)); err != nil {
 			return nil, nil, err

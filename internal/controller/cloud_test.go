@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,24 +36,6 @@ var suiteCloud = &Cloud{ServiceAccountIdentity: true}
 // ecrHost is the ECR registry the cloud registry stands for.
 const ecrHost = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 
-// cloudClock is the cloud credentials' clock, to expire them at will.
-type cloudClock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *cloudClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
-}
-
-func (c *cloudClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
-}
-
 const (
 	managerWebToken = "manager-web-identity-token"
 	managerRole     = "arn:aws:iam::123456789012:role/ocisync-manager"
@@ -80,7 +61,7 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 	var (
 		f        *cloudtest.AWS
 		registry *registrytest.Registry
-		clock    = &cloudClock{}
+		clock    = &cloudtest.Clock{}
 		ns, repo string
 		desc     ocispec.Descriptor
 		m        ocispec.Manifest
@@ -201,9 +182,7 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 	It("reports an ECR outage as RegistryUnavailable and recovers", func() {
 		f.SetECRDown(true)
 		clock.Add(12 * time.Hour) // the cached token is due for renewal
-		createArtifact(ns, awsSpec())
-		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
-		Expect(readyMessage(a)).To(And(ContainSubstring("aws"), ContainSubstring("ECR GetAuthorizationToken"), ContainSubstring(registry.Host)))
+		expectUnavailable(ns, awsSpec(), "aws", "ECR GetAuthorizationToken", registry.Host)
 		f.SetECRDown(false)
 		waitReady(ns, desc.Digest)
 	})
@@ -217,9 +196,7 @@ var _ = Describe("Artifact with provider aws", Ordered, func() {
 		f.STS.Down()
 		spec := awsSpec()
 		spec.ServiceAccountName = "sts-outage"
-		createArtifact(ns, spec)
-		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
-		Expect(readyMessage(a)).To(And(ContainSubstring("aws"), ContainSubstring("STS AssumeRoleWithWebIdentity"), ContainSubstring(registry.Host)))
+		expectUnavailable(ns, spec, "aws", "STS AssumeRoleWithWebIdentity", registry.Host)
 		f.STS.Up()
 		waitReady(ns, desc.Digest)
 	})
@@ -286,18 +263,24 @@ func apimetaReady(a *v1alpha1.Artifact) bool {
 	return c != nil && c.Status == metav1.ConditionTrue
 }
 
+// expectUnavailable creates an Artifact of spec in ns while an endpoint
+// its credentials need is down, and expects RegistryUnavailable (retried,
+// not Stalled) with a message naming each of want.
+func expectUnavailable(ns string, spec v1alpha1.ArtifactSpec, want ...string) {
+	GinkgoHelper()
+	createArtifact(ns, spec)
+	a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
+	for _, w := range want {
+		Expect(readyMessage(a)).To(ContainSubstring(w))
+	}
+}
+
 // expectNoCloudSecret fails when a condition or event of the namespace's
 // Artifact carries any of the secrets a cloud handed out.
 func expectNoCloudSecret(ns string, secrets []string) {
 	GinkgoHelper()
 	a := getArtifact(ns)
-	texts := []string{}
-	for _, c := range a.Status.Conditions {
-		texts = append(texts, c.Message)
-	}
-	for _, e := range artifactEvents(ns) {
-		texts = append(texts, e.Note)
-	}
+	texts := artifactMessages(a)
 	raw, err := json.Marshal(a.Status)
 	Expect(err).NotTo(HaveOccurred())
 	texts = append(texts, string(raw))
@@ -314,7 +297,7 @@ func expectNoCloudSecret(ns string, secrets []string) {
 // of each spec's namespace, and the cloud credentials' clock.
 type cloudFixture struct {
 	registry *registrytest.Registry
-	clock    *cloudClock
+	clock    *cloudtest.Clock
 	repo     string
 	desc     ocispec.Descriptor
 	m        ocispec.Manifest
@@ -323,7 +306,7 @@ type cloudFixture struct {
 
 func newCloudFixture(repo, text string) *cloudFixture {
 	GinkgoHelper()
-	fx := &cloudFixture{clock: &cloudClock{}, repo: repo, contents: map[string][]byte{"cloud.txt": []byte(text)}}
+	fx := &cloudFixture{clock: &cloudtest.Clock{}, repo: repo, contents: map[string][]byte{"cloud.txt": []byte(text)}}
 	fx.registry = registrytest.Start(GinkgoT(), registrytest.Options{
 		Auth: registrytest.AuthToken, TLS: true,
 		Users: []registrytest.User{{Name: "pusher", Password: "push"}},
@@ -471,9 +454,7 @@ var _ = Describe("Artifact with provider gcp", Ordered, func() {
 	It("reports a metadata server outage as RegistryUnavailable and recovers", func() {
 		fake.MD.Down()
 		fx.clock.Add(time.Hour)
-		createArtifact(ns, fx.spec("gcp"))
-		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
-		Expect(readyMessage(a)).To(And(ContainSubstring("gcp"), ContainSubstring("Application Default Credentials"), ContainSubstring(fx.registry.Host)))
+		expectUnavailable(ns, fx.spec("gcp"), "gcp", "Application Default Credentials", fx.registry.Host)
 		fake.MD.Up()
 		waitReady(ns, fx.desc.Digest)
 	})
@@ -582,9 +563,7 @@ var _ = Describe("Artifact with provider azure", Ordered, func() {
 	It("reports an ACR exchange outage as RegistryUnavailable and recovers", func() {
 		fake.ACR.Down()
 		fx.clock.Add(3 * time.Hour)
-		createArtifact(ns, fx.spec("azure"))
-		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
-		Expect(readyMessage(a)).To(And(ContainSubstring("azure"), ContainSubstring("ACR token exchange"), ContainSubstring(fx.registry.Host)))
+		expectUnavailable(ns, fx.spec("azure"), "azure", "ACR token exchange", fx.registry.Host)
 		fake.ACR.Up()
 		waitReady(ns, fx.desc.Digest)
 	})
@@ -600,9 +579,7 @@ var _ = Describe("Artifact with provider azure", Ordered, func() {
 		exchanges := fake.ACR.Hits.Load()
 		spec := fx.spec("azure")
 		spec.ServiceAccountName = "aad-outage"
-		createArtifact(ns, spec)
-		a := waitFailed(ns, v1alpha1.ReasonRegistryUnavailable, false)
-		Expect(readyMessage(a)).To(And(ContainSubstring("azure"), ContainSubstring("Entra ID token of ServiceAccount "+ns+"/aad-outage"), ContainSubstring(fx.registry.Host)))
+		expectUnavailable(ns, spec, "azure", "Entra ID token of ServiceAccount "+ns+"/aad-outage", fx.registry.Host)
 		Expect(fake.ACR.Hits.Load()).To(Equal(exchanges), "no exchange without an Entra ID token")
 		fake.AAD.Up()
 		waitReady(ns, fx.desc.Digest)

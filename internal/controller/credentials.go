@@ -121,13 +121,9 @@ func (r *ArtifactReconciler) credentials(ctx context.Context, obj *v1alpha1.Arti
 		fields = append(fields, "spec.pullSecrets")
 	}
 	if sa := obj.Spec.ServiceAccountName; sa != "" {
-		_, accounts := r.refs()
-		account, err := accounts.get(ctx, r.metadata(), r.reader(), types.NamespacedName{Namespace: obj.Namespace, Name: sa})
+		account, err := r.serviceAccount(ctx, obj)
 		if err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, nil, transient(v1alpha1.ReasonCredentialsNotFound, "ServiceAccount %q (spec.serviceAccountName) does not exist in namespace %q; create it or fix the name", sa, obj.Namespace)
-			}
-			return nil, nil, transient(v1alpha1.ReasonCredentialsNotFound, "reading ServiceAccount %q: %w", sa, err)
+			return nil, nil, err
 		}
 		for _, ref := range account.ImagePullSecrets {
 			names = append(names, ref.Name)
@@ -162,6 +158,21 @@ func (r *ArtifactReconciler) credentials(ctx context.Context, obj *v1alpha1.Arti
 // fixing the Secret (which is watched) mends it without a spec change.
 func badSecret(name, field string, err error) error {
 	return transient(v1alpha1.ReasonCredentialsNotFound, "Secret %q (%s) holds no usable registry credentials: %w", name, field, err)
+}
+
+// serviceAccount reads the ServiceAccount of spec.serviceAccountName. It
+// is shared: never modify it.
+func (r *ArtifactReconciler) serviceAccount(ctx context.Context, obj *v1alpha1.Artifact) (*corev1.ServiceAccount, error) {
+	sa := obj.Spec.ServiceAccountName
+	_, accounts := r.refs()
+	account, err := accounts.get(ctx, r.metadata(), r.reader(), types.NamespacedName{Namespace: obj.Namespace, Name: sa})
+	if apierrors.IsNotFound(err) {
+		return nil, transient(v1alpha1.ReasonCredentialsNotFound, "ServiceAccount %q (spec.serviceAccountName) does not exist in namespace %q; create it or fix the name", sa, obj.Namespace)
+	}
+	if err != nil {
+		return nil, transient(v1alpha1.ReasonCredentialsNotFound, "reading ServiceAccount %q: %w", sa, err)
+	}
+	return account, nil
 }
 
 // secret reads a Secret a sync uses. It is shared: never modify it.

@@ -154,13 +154,7 @@ var _ = Describe("Secret output", func() {
 		a, s := expectSecretPublished(desc, m, corev1.SecretTypeOpaque, contentsOf(files...))
 		expectPublishedOnce(ns, desc.Digest)
 
-		By("syncing with a status that does not show the publication yet")
-		a.Status.Digest = digest.FromString("published before").String()
-		Expect(k8sClient.Status().Update(bg, a)).To(Succeed())
-		poke := client.MergeFrom(a.DeepCopy())
-		a.Annotations = map[string]string{"test.ocisync.io/poke": "1"}
-		Expect(k8sClient.Patch(bg, a, poke)).To(Succeed())
-		Eventually(func() string { return getArtifact(ns).Status.Digest }).Should(Equal(desc.Digest.String()))
+		syncWithOlderStatus(ns, a)
 		Expect(getSecret(ns, secretName).ResourceVersion).To(Equal(s.ResourceVersion), "the Secret was written again")
 		expectPublishedOnce(ns, desc.Digest)
 		Expect(reconciler.secretWrites.holds(client.ObjectKeyFromObject(s), s.UID, s.ResourceVersion, desc.Digest.String())).To(BeTrue(),
@@ -341,25 +335,19 @@ var _ = Describe("Secret output", func() {
 		desc, m := pushPlain(repo, "v1", files...)
 		createArtifact(ns, secretSpec("")) // every second
 		a, s := expectSecretPublished(desc, m, corev1.SecretTypeOpaque, contentsOf(files...))
-		heads := func() int { return proxy.Count(repo, http.MethodHead, "manifests") }
-		settled := heads()
-		Eventually(heads).Should(BeNumerically(">=", settled+2), "two more syncs")
-
-		before, headsBefore := managerRequests.snapshot(), heads()
-		Eventually(heads).Should(BeNumerically(">=", headsBefore+3), "three more syncs")
-		Expect(managerRequests.since(before, ns)).To(BeEmpty(), "requests of the manager about namespace %s in steady state", ns)
+		heads := expectNoRequestsInSteadyState(ns, repo)
 		Expect(getArtifact(ns).ResourceVersion).To(Equal(a.ResourceVersion), "the Artifact was written")
 		Expect(getSecret(ns, secretName).ResourceVersion).To(Equal(s.ResourceVersion), "the Secret was written")
 
 		By("annotating the Secret, which leaves its content intact")
-		before = managerRequests.snapshot()
+		before := managerRequests.snapshot()
 		annotated := getSecret(ns, secretName)
 		annotated.Annotations["example.com/note"] = "hello"
 		Expect(k8sClient.Update(bg, annotated)).To(Succeed())
 		get := apiRequest{verb: "get", resource: "secrets", namespace: ns, name: secretName}
 		Eventually(func() map[apiRequest]int { return managerRequests.since(before, ns) }).
 			Should(HaveKeyWithValue(get, 1), "the changed Secret is read once")
-		headsBefore = heads()
+		headsBefore := heads()
 		Eventually(heads).Should(BeNumerically(">=", headsBefore+3), "three more syncs")
 		Expect(managerRequests.since(before, ns)).To(Equal(map[apiRequest]int{get: 1}), "one read, no write")
 	})

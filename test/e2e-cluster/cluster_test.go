@@ -74,27 +74,7 @@ var _ = Describe("ocisync installed from its bundle", Ordered, func() {
 		apply(artifactYAML(ns, "app-config", reg.Ref("e2e/config", "v1"), `configMap: {name: app-config}`))
 		Expect(waitReady(ns, "app-config", 2*time.Minute)).To(Equal(digest))
 
-		apply(fmt.Sprintf(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: consumer, namespace: %s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: consumer}}
-  template:
-    metadata: {labels: {app: consumer}}
-    spec:
-      %s
-      containers:
-      - name: consumer
-        image: %s
-        args: [show, /config]
-        %s
-        volumeMounts: [{name: config, mountPath: /config}]
-      volumes:
-      - name: config
-        configMap: {name: app-config}
-`, ns, podSecurity, testtoolsImage, containerSecurity))
+		apply(consumerDeployment(ns, "consumer", `configMap: {name: app-config}`))
 		kubectl("-n", ns, "rollout", "status", "deployment/consumer", "--timeout=2m")
 		Eventually(func() string { return podLogs(ns, "app=consumer") }, time.Minute, time.Second).Should(ContainSubstring("== end"))
 		logs := podLogs(ns, "app=consumer")
@@ -106,33 +86,6 @@ spec:
 	Context("rolling out workloads on change", func() {
 		const ns = "e2e-rollout"
 
-		// consumer is a Deployment whose one container prints the files of
-		// the volume at /config when it starts, then sleeps: new content
-		// reaches it only through a new Pod.
-		consumer := func(name, volume string) string {
-			return fmt.Sprintf(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: %s, namespace: %s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: %s}}
-  template:
-    metadata: {labels: {app: %s}}
-    spec:
-      %s
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: consumer
-        image: %s
-        args: [show, /config]
-        %s
-        volumeMounts: [{name: config, mountPath: /config}]
-      volumes:
-      - name: config
-        %s
-`, name, ns, name, name, podSecurity, testtoolsImage, containerSecurity, volume)
-		}
 		// podsOf names the Pods of a consumer, running or not.
 		podsOf := func(app string) []string {
 			return nonEmpty(kubectl("-n", ns, "get", "pods", "-l", "app="+app, "-o", `jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}`))
@@ -161,8 +114,8 @@ spec:
 
 			// Created after the publication: annotated when they appear, and
 			// their first Pods read v1.
-			apply(consumer("cm-consumer", `configMap: {name: app-config}`))
-			apply(consumer("secret-consumer", `secret: {secretName: app-secret}`))
+			apply(consumerDeployment(ns, "cm-consumer", `configMap: {name: app-config}`))
+			apply(consumerDeployment(ns, "secret-consumer", `secret: {secretName: app-secret}`))
 			for _, app := range []string{"cm-consumer", "secret-consumer"} {
 				Eventually(func() string {
 					return jsonpath(ns, "deployment/"+app, `.spec.template.metadata.annotations`)
@@ -633,4 +586,32 @@ func nonEmpty(s string) []string {
 		}
 	}
 	return out
+}
+
+// consumerDeployment is a Deployment of namespace ns whose one container
+// prints the files of volume (a volume source), mounted at /config, when
+// it starts, then sleeps: new content reaches it only through a new Pod.
+func consumerDeployment(ns, name, volume string) string {
+	return fmt.Sprintf(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %s, namespace: %s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      %s
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: consumer
+        image: %s
+        args: [show, /config]
+        %s
+        volumeMounts: [{name: config, mountPath: /config}]
+      volumes:
+      - name: config
+        %s
+`, name, ns, name, name, podSecurity, testtoolsImage, containerSecurity, volume)
 }

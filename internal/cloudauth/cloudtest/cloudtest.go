@@ -235,3 +235,24 @@ func WriteCAFile(t T, dir string, es ...*Endpoint) string {
 	}
 	return file
 }
+
+// Clock is the real clock moved forward by Add, for Options.Now: tests
+// expire credentials with it without waiting. The zero value is ready.
+type Clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+// Now is the real time plus what was added.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+// Add moves the clock forward by d.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
